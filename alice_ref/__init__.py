@@ -1,0 +1,36 @@
+"""alice_ref: reference implementation of "Curvature in the Looking-Glass" (arXiv 2411.16914).
+
+Backend-neutral (Python array API) estimators of Hessian and gradient-glass curvature, the optimal
+Hessian-glass step, Nesterov exactness and the Alice optimiser. Results R1-R8 are documented in
+docs/derivations.md; the idea and the optimiser are those of Duersch, Catanach, Safonov and Wendt.
+"""
+
+from . import landscapes
+from .alice import (AliceConfig, AliceState, Schedule, absorb_curvature, absorb_gradient,
+                    absorb_quick, absorb_sample, alice_update, apply_update, attributes, ema, init,
+                    params_of, probe_points, schedule, state_from_dict, state_to_dict)
+from .bounds import GLASS_COEFF, JENSEN_COEFF, loss_deviation_bound
+from .driver import Alice, NonFiniteGradientError, draw_rademacher, minimize, run_batch
+from .glass import glass_line_covariance, power_law_exponent
+from .kernels import curvature_magnitude, glass_density, glass_density_from_line, glass_kernel
+from .nesterov import exact_phi, nesterov_lag
+from .sampling import hessian_diag, rademacher_from_uniform, rademacher_variance
+from .schedule import curvature_beta, ema_beta, is_sample_step, sample_cost, warmup_length
+from .steps import ALPHA_COEFF, bounded_step, effective_curvature, optimal_step
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GLASS_COEFF", "JENSEN_COEFF", "ALPHA_COEFF",
+    "hessian_diag", "rademacher_from_uniform", "rademacher_variance",
+    "curvature_magnitude", "glass_density", "glass_kernel", "glass_density_from_line",
+    "glass_line_covariance", "power_law_exponent",
+    "loss_deviation_bound", "effective_curvature", "optimal_step", "bounded_step",
+    "exact_phi", "nesterov_lag",
+    "sample_cost", "curvature_beta", "warmup_length", "is_sample_step", "ema_beta",
+    "landscapes",
+    "AliceConfig", "AliceState", "Schedule", "schedule", "init", "probe_points", "ema",
+    "absorb_gradient", "absorb_curvature", "alice_update", "absorb_sample", "absorb_quick",
+    "apply_update", "params_of", "state_to_dict", "state_from_dict", "attributes",
+    "Alice", "NonFiniteGradientError", "draw_rademacher", "run_batch", "minimize",
+]

@@ -1,0 +1,32 @@
+"""R4 (expected loss-deviation bound): the glass part of a loss change and its expected size."""
+
+from __future__ import annotations
+
+import math
+
+from ._xp import check_nonnegative, prepare
+
+__all__ = ["GLASS_COEFF", "JENSEN_COEFF", "loss_deviation_bound"]
+
+# X = integral_0^1 eps(t delta) delta dt. For Brownian glass (many small jumps) X is Gaussian with
+# Var X = rho |delta|^3 / 3, and E|N(0, v)| = sqrt(2 v / pi) gives E|X| = sqrt(2 / (3 pi)) ...
+GLASS_COEFF = math.sqrt(2.0 / (3.0 * math.pi))  # ... sqrt(rho) |delta|^{3/2} ~= 0.460659
+# Without the Gaussian limit, Jensen: E|X| <= sqrt(E X^2) = sqrt(1/3) sqrt(rho) |delta|^{3/2}.
+JENSEN_COEFF = math.sqrt(1.0 / 3.0)
+
+
+def loss_deviation_bound(delta, rho):
+    """Bound on the expected size of the glass part of L(nu + delta) - L(nu), R4.
+
+    E|X(delta)| <= GLASS_COEFF * sum_i sqrt(rho_i) |delta_i|^{3/2}, GLASS_COEFF = sqrt(2/(3 pi))
+    (Brownian glass; equality for one coordinate). Returns a 0-d array in delta's namespace.
+    Raises ValueError for negative rho or mismatched shapes.
+
+    >>> import numpy as np
+    >>> float(loss_deviation_bound(np.array([4.0]), np.array([1.0]))) == 8 * GLASS_COEFF
+    True
+    """
+    xp, (d, r) = prepare(delta=delta, rho=rho)
+    check_nonnegative("rho", r)
+    a = xp.abs(d)
+    return GLASS_COEFF * xp.sum(xp.sqrt(r) * a * xp.sqrt(a))

@@ -1,0 +1,530 @@
+"""``alice_torch.Alice``: the Alice optimiser as a ``torch.optim.Optimizer`` (thin adapter).
+
+Everything numerical is done by :mod:`alice_ref` on torch tensors (through array-api-compat):
+:func:`alice_ref.schedule` decides sample/quick step and the averages' weights,
+:func:`alice_ref.probe_points` gives the evaluation points, :func:`alice_ref.absorb_sample`,
+:func:`alice_ref.absorb_quick` and :func:`alice_ref.apply_update` update the state, and
+:func:`alice_ref.params_of` casts the centre mu back to the parameters' dtypes. This module only
+does what is PyTorch's business: parameter groups, closures and autograd, the random generators
+(probe draws and the dropout replay of ALICE.md "Reference-compatible randomness"), non-finite
+handling, and ``state_dict``/``load_state_dict``.
+
+Per-parameter state (``optimizer.state[p]``): ``mu`` (centre, what the parameter holds between
+steps), ``nu`` (look-ahead evaluation point), ``G``, ``V``, ``H``, ``R`` (the averages of
+ALICE.md), in the state dtype (float32 for float16/bfloat16 parameters, else the parameter's).
+Optimiser-wide: the batch counter ``t`` and the count of ``skipped`` batches.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from itertools import chain
+
+import torch
+
+from alice_ref import (
+    AliceConfig,
+    AliceState,
+    absorb_quick,
+    absorb_sample,
+    apply_update,
+    params_of,
+    probe_points,
+    rademacher_from_uniform,
+    schedule,
+)
+from alice_ref import NonFiniteGradientError as _CoreNonFiniteGradientError
+from alice_ref import attributes as _core_attributes
+from alice_ref import init as _core_init
+
+__all__ = ["Alice", "NonFiniteGradientError"]
+
+# Hyperparameters a parameter group may set for itself. betas and quick_steps are shared by all
+# groups because they decide, for the whole model, whether a batch is a sample or a quick step.
+_GROUP_KEYS = ("lr", "lr_min", "lr_max", "eps", "w1", "w2", "phi", "omega", "limit_method",
+               "scale_bounds_with_lr", "hess_comp", "grad_glass")
+_SHARED_KEYS = ("betas", "quick_steps", "nonfinite")
+_FIELDS = ("mu", "nu", "G", "V", "H", "R")
+_EVALUATIONS = ("g+", "g-", "g0")
+# Key in a parameter group: the lr at which that group's lr_min / lr_max were given. With
+# scale_bounds_with_lr the bounds are lr_min/bounds_lr * lr and lr_max/bounds_lr * lr
+# (AliceConfig.bounds), so an lr scheduler moves them.
+_BOUNDS_LR = "bounds_lr"
+
+
+class NonFiniteGradientError(_CoreNonFiniteGradientError):
+    """A gradient evaluation had NaN/Inf. Parameters, optimiser state and the random generators
+    (the probe generator and torch's default ones) are as they were before the batch.
+
+    Attributes: ``index`` (position among the trainable parameters, in param-group order),
+    ``name`` (the parameter's name if the group was built from named parameters, else a
+    description), ``evaluation`` ('g+', 'g-' or 'g0'), ``t`` (the batch that failed), and
+    ``loss`` / ``outputs`` of the failing evaluation.
+    """
+
+    def __init__(self, index: int, name: str, evaluation: str, t: int, loss=None, outputs=None):
+        super().__init__(index, evaluation, t)
+        self.name, self.loss, self.outputs = name, loss, outputs
+        self.args = ((f"non-finite gradient in parameter {name} at evaluation {evaluation} "
+                      f"({_WHERE[evaluation]}) of batch {t}; parameters, optimiser state and "
+                      f"RNG state are unchanged (Alice(..., nonfinite='skip') skips such "
+                      f"batches)"),)
+
+    def __str__(self):
+        return self.args[0]
+
+    def __reduce__(self):  # picklable (e.g. across DDP / multiprocessing workers)
+        return (type(self), (self.index, self.name, self.evaluation, self.t))
+
+
+_WHERE = {"g+": "at nu + sigma z", "g-": "at nu - sigma z", "g0": "at nu"}
+
+_STATE_DTYPES: dict = {}
+
+
+def _state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The core's state dtype for parameters of ``dtype`` (float32 for float16/bfloat16)."""
+    if dtype not in _STATE_DTYPES:
+        _STATE_DTYPES[dtype] = _core_init([torch.empty(0, dtype=dtype)]).mu[0].dtype
+    return _STATE_DTYPES[dtype]
+
+
+def _all_true(flags) -> bool:
+    """All 0-d boolean tensors true, with one device synchronisation per device."""
+    by_device: dict = {}
+    for f in flags:
+        by_device.setdefault(f.device, []).append(f)
+    return all(bool(torch.stack(fs).all()) for fs in by_device.values())
+
+
+def _shared(key, value):
+    """Comparable form of an optimiser-wide hyperparameter (betas may come as a list)."""
+    if key == "betas":
+        try:
+            return tuple(float(_scalar(b)) for b in value)
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
+def _scalar(x):
+    """Group values may be 0-d tensors (as in the official code); the core takes Python scalars."""
+    if isinstance(x, torch.Tensor) and x.numel() == 1:
+        return x.item()
+    return x
+
+
+class Alice(torch.optim.Optimizer):
+    """The Alice optimiser (Duersch et al., "Curvature in the Looking-Glass", arXiv 2411.16914).
+
+    Drop-in replacement for the official ``alice.Alice`` (Alice 1.1); semantics: ALICE.md.
+
+    Args:
+        params: parameters or parameter groups (dicts). A group may set its own ``lr``,
+            ``lr_min``, ``lr_max``, ``eps``, ``w1``, ``w2``, ``phi``, ``omega``, ``limit_method``,
+            ``scale_bounds_with_lr``, ``hess_comp`` and ``grad_glass``.
+        lr: perturbation length sigma and scale of the step bounds (> 0).
+        betas: (beta1, beta2), each in (0, 1); shared by all groups.
+        eps: denominator guard (> 0).
+        w1, w2: L1 and L2 regularisation weights (>= 0).
+        phi: fraction of the step taken by the centre mu (0 < phi < 2); None -> 1 - beta1.
+        omega: look-ahead multiplier (> 0).
+        limit_method: 'fixed', 'sgdm' or 'adam' (how lr_min/lr_max bound the step).
+        lr_min, lr_max: step bounds (0 <= lr_min <= lr_max); lr_max None -> 2 lr (per group).
+        scale_bounds_with_lr: keep lr_min/lr and lr_max/lr fixed, so changing a group's lr
+            (e.g. with torch.optim.lr_scheduler) moves its bounds.
+        hess_comp: 'zero', 'abs' or 'rms' curvature.
+        grad_glass: use the glass density in the step.
+        quick_steps: quick steps (one evaluation) after each sample step (three evaluations).
+        device: accepted for compatibility with the official code and ignored: the state of
+            each parameter lives on that parameter's device.
+        generator: a ``torch.Generator`` for the probe draws (default: torch's default
+            generator of each parameter's device, as in the official code). Seed it identically
+            on every rank under DistributedDataParallel.
+        nonfinite: 'raise' (default) or 'skip': what a NaN/Inf gradient does (see
+            :class:`NonFiniteGradientError`); skipped batches are counted in ``skipped``.
+
+    ``step(closure)`` takes either the official pair ``(model_func, loss_func)`` and returns
+    ``(loss, outputs)``, or a standard PyTorch closure (zero grads, compute the loss, backward,
+    return the loss) and returns the loss. Both are those of the evaluation at nu. Between steps
+    the parameters hold the centre mu.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, w1=0., w2=0., phi=None,
+                 omega=1., limit_method='adam', lr_min=0., lr_max=None, scale_bounds_with_lr=True,
+                 hess_comp='abs', grad_glass=True, quick_steps=3, device=None, generator=None,
+                 nonfinite='raise'):
+        del device  # official argument: state follows each parameter's device
+        # Validates every hyperparameter (ValueError/TypeError naming it) before anything else.
+        base = AliceConfig(lr=_scalar(lr), betas=tuple(_scalar(b) for b in betas), eps=eps,
+                           w1=w1, w2=w2, phi=phi, omega=omega, limit_method=limit_method,
+                           lr_min=lr_min, lr_max=lr_max, scale_bounds_with_lr=scale_bounds_with_lr,
+                           hess_comp=hess_comp, grad_glass=grad_glass, quick_steps=quick_steps,
+                           nonfinite=nonfinite)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got "
+                            f"{type(generator).__name__}")
+        self._base = base
+        self.betas, self.quick_steps, self.nonfinite = base.betas, base.quick_steps, base.nonfinite
+        self.generator = generator
+        self.t = 0  # batches absorbed (the core's counter)
+        self.skipped = 0  # batches skipped for non-finite gradients (nonfinite='skip')
+        self._configs: dict = {}
+        # lr_max and phi stay None here so that each group resolves them from its own lr.
+        defaults = {"lr": base.lr, "lr_min": base.lr_min, "lr_max": lr_max, "eps": base.eps,
+                    "w1": base.w1, "w2": base.w2, "phi": phi, "omega": base.omega,
+                    "limit_method": base.limit_method,
+                    "scale_bounds_with_lr": base.scale_bounds_with_lr,
+                    "hess_comp": base.hess_comp, "grad_glass": base.grad_glass}
+        super().__init__(params, defaults)
+
+    # -- parameter groups and their validated configs ---------------------------------------
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group (torch API); its hyperparameters are validated by ``AliceConfig``."""
+        for k in _SHARED_KEYS:
+            if k in param_group and _shared(k, param_group[k]) != _shared(k, getattr(self, k)):
+                raise ValueError(f"{k} is shared by all parameter groups (it sets the sample/"
+                                 f"quick schedule of the whole model); got {param_group[k]!r} "
+                                 f"for a group, {getattr(self, k)!r} for the optimiser")
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        for k in _SHARED_KEYS:
+            group.pop(k, None)
+        try:
+            cfg = self._make_config({**{k: group[k] for k in _GROUP_KEYS},
+                                     _BOUNDS_LR: group["lr"]})
+        except (TypeError, ValueError) as e:
+            self.param_groups.pop()
+            raise type(e)(f"parameter group {len(self.param_groups)}: {e}") from None
+        group.update(lr=cfg.lr, lr_min=cfg.lr_min, lr_max=cfg.lr_max, phi=cfg.phi)
+        group.setdefault(_BOUNDS_LR, cfg.lr)
+
+    def _make_config(self, group) -> AliceConfig:
+        vals = {k: _scalar(group[k]) for k in _GROUP_KEYS}
+        vals["lr"] = _scalar(group.get(_BOUNDS_LR, vals["lr"]))
+        return AliceConfig(betas=self.betas, quick_steps=self.quick_steps,
+                           nonfinite=self.nonfinite, **vals)
+
+    def _group_config(self, i: int, group) -> AliceConfig:
+        key = tuple(_scalar(group[k]) for k in _GROUP_KEYS[1:]) + (
+            _scalar(group.get(_BOUNDS_LR, group["lr"])),)
+        cfg = self._configs.get(key)
+        if cfg is None:
+            try:
+                cfg = self._make_config(group)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"parameter group {i}: {e}") from None
+            self._configs[key] = cfg
+        return cfg
+
+    @staticmethod
+    def _sigma(i: int, group) -> float:
+        lr = _scalar(group["lr"])
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (
+                math.isfinite(lr) and lr > 0):
+            raise ValueError(f"parameter group {i}: lr must be a finite number > 0 (it is the "
+                             f"perturbation length sigma), got {lr!r}")
+        return float(lr)
+
+    def _trainable(self):
+        """[(group index, group, [params], [names])] of the parameters with requires_grad, in
+        param-group order; the official code leaves the others alone entirely."""
+        out = []
+        for i, group in enumerate(self.param_groups):
+            names = group.get("param_names")
+            ps, ns = [], []
+            for j, p in enumerate(group["params"]):
+                if p.requires_grad:
+                    ps.append(p)
+                    ns.append(repr(names[j]) if names else
+                              f"#{j} of group {i} (shape {tuple(p.shape)}, {p.dtype})")
+            out.append((i, group, ps, ns))
+        return out
+
+    def _ensure_state(self, params) -> None:
+        for p in params:
+            st = self.state[p]
+            if "mu" not in st:
+                s = _core_init([p.detach()])
+                for f in _FIELDS:  # own storage per field: nothing here is ever updated in place
+                    st[f] = getattr(s, f)[0].clone()
+
+    def _state_of(self, params) -> AliceState:
+        return AliceState(self.t, *(tuple(self.state[p][f] for p in params) for f in _FIELDS),
+                          self.skipped)
+
+    def _commit(self, params, state: AliceState) -> None:
+        for k, p in enumerate(params):
+            st = self.state[p]
+            for f in _FIELDS:
+                st[f] = getattr(state, f)[k]
+
+    @staticmethod
+    def _load(params, values) -> None:
+        with torch.no_grad():
+            for p, x in zip(params, values):
+                p.copy_(x)
+
+    def _center(self, groups, states) -> None:
+        """Leave every trainable parameter at mu (in its own dtype)."""
+        for (_, _, ps, _), st in zip(groups, states):
+            self._load(ps, params_of(st, like=ps))
+
+    # -- randomness --------------------------------------------------------------------------
+
+    def _draw_probes(self, params) -> list:
+        """z per parameter: u = torch.rand(numel, dtype, device, generator); z = -1 where
+        u < 0.5 else +1 (alice_ref.rademacher_from_uniform), in the state dtype."""
+        gen = self.generator
+        zs = []
+        for p in params:
+            if gen is None:
+                u = torch.rand(p.numel(), dtype=p.dtype, device=p.device)
+            else:  # drawn on the generator's device, then moved to the parameter's
+                u = torch.rand(p.numel(), dtype=p.dtype, device=gen.device,
+                               generator=gen).to(p.device)
+            z = rademacher_from_uniform(u).reshape(p.shape)
+            zs.append(z.to(_state_dtype(p.dtype)))
+        return zs
+
+    @staticmethod
+    def _rng_snapshot(params):
+        cuda = sorted({p.device.index if p.device.index is not None else
+                       torch.cuda.current_device() for p in params if p.device.type == "cuda"})
+        return torch.get_rng_state(), {d: torch.cuda.get_rng_state(d) for d in cuda}
+
+    @staticmethod
+    def _rng_restore(snapshot) -> None:
+        cpu, cuda = snapshot
+        torch.set_rng_state(cpu)
+        for d, s in cuda.items():
+            torch.cuda.set_rng_state(s, d)
+
+    # -- one evaluation ----------------------------------------------------------------------
+
+    def _evaluate(self, closure, pair, groups, points, which, t):
+        """Put the parameters at ``points``, run the closure, return (loss, outputs, grads)."""
+        for (_, _, ps, _), pts in zip(groups, points):
+            self._load(ps, pts)
+        self.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            if pair:
+                model_func, loss_func = closure
+                outputs = model_func()
+                loss = loss_func(outputs)
+                loss.backward()
+            else:
+                outputs, loss = None, closure()
+        grads, flags = [], []
+        for _, _, ps, _ in groups:
+            gs = []
+            for p in ps:
+                g = p.grad
+                if g is None:  # as the official code: a parameter without gradient gets zeros
+                    g = torch.zeros_like(p)
+                elif g.is_sparse:
+                    raise TypeError("Alice does not support sparse gradients")
+                else:  # a copy: the next evaluation may zero or reuse .grad in place
+                    g = g.detach().clone()
+                gs.append(g)
+                flags.append(torch.isfinite(g).all())
+            grads.append(gs)
+        if flags and not _all_true(flags):
+            k = 0
+            for gs, (_, _, _, names) in zip(grads, groups):
+                for g, name in zip(gs, names):
+                    if not bool(torch.isfinite(g).all()):
+                        raise NonFiniteGradientError(k, name, which, t, loss, outputs)
+                    k += 1
+        return loss, outputs, grads
+
+    # -- the step ----------------------------------------------------------------------------
+
+    def step(self, closure=None):
+        """One Alice batch (ALICE.md): a sample step (g+, g-, g0) or a quick step (g0), then
+        the state update after warm-up. Parameters are left at mu.
+
+        ``closure``: the official pair ``(model_func, loss_func)`` -> returns ``(loss,
+        outputs)``; or a standard closure (zero grads, loss, backward, return loss) -> returns
+        the loss. Both of the evaluation at nu. A skipped batch (nonfinite='skip') returns
+        those of the evaluation that found the non-finite gradient.
+        """
+        if closure is None:
+            raise TypeError("Alice.step needs a closure: either the pair (model_func, loss_func) "
+                            "or a function that zeroes grads, computes the loss, calls backward "
+                            "and returns the loss (Alice evaluates gradients at 1 or 3 points)")
+        pair = isinstance(closure, (tuple, list))
+        if pair and not (len(closure) == 2 and all(callable(f) for f in closure)):
+            raise TypeError("closure must be a callable or a pair (model_func, loss_func) of "
+                            "callables")
+        if not pair and not callable(closure):
+            raise TypeError(f"closure must be callable, got {type(closure).__name__}")
+
+        groups = self._trainable()
+        configs = [self._group_config(i, g) for i, g, _, _ in groups]
+        sigmas = [self._sigma(i, g) for i, g, _, _ in groups]
+        all_params = [p for _, _, ps, _ in groups for p in ps]
+        self._ensure_state(all_params)
+        states = [self._state_of(ps) for _, _, ps, _ in groups]
+        t = self.t + 1
+        sched = schedule(t, self._base)
+        # A failed batch (non-finite gradient, or an exception from the closure) is undone
+        # completely, random generators included, as alice_ref.run_batch does: a skipped batch
+        # is as if it never happened and a retried one draws the same probes and dropout masks.
+        entry_rng = (None if self.generator is None else self.generator.get_state(),
+                     self._rng_snapshot(all_params))
+
+        try:
+            if sched.sample:
+                zs = iter(self._draw_probes(all_params))
+                pts = [probe_points(st, [next(zs) for _ in ps], s, like=ps)
+                       for st, s, (_, _, ps, _) in zip(states, sigmas, groups)]
+                snapshot = self._rng_snapshot(all_params)
+                grads = []
+                for k, which in enumerate(_EVALUATIONS):
+                    self._rng_restore(snapshot)  # same dropout masks etc. in all three
+                    loss, outputs, g = self._evaluate(closure, pair, groups,
+                                                      [pt[k] for pt in pts], which, t)
+                    grads.append(g)
+                new = [absorb_sample(st, sched, gp, gm, g0, c, s) for st, c, s, gp, gm, g0
+                       in zip(states, configs, sigmas, *grads)]
+            else:
+                nus = [probe_points(st, None, s, like=ps)[2]
+                       for st, s, (_, _, ps, _) in zip(states, sigmas, groups)]
+                loss, outputs, g0 = self._evaluate(closure, pair, groups, nus, "g0", t)
+                new = [absorb_quick(st, sched, g, c) for st, c, g in zip(states, configs, g0)]
+            new = [apply_update(st, sched, c, s) for st, c, s in zip(new, configs, sigmas)]
+        except NonFiniteGradientError as e:
+            self._undo(groups, states, entry_rng)
+            if self.nonfinite == "raise":
+                raise
+            self.skipped += 1
+            return (e.loss, e.outputs) if pair else e.loss
+        except BaseException:
+            self._undo(groups, states, entry_rng)  # never leave the model at a probe point
+            raise
+
+        for (_, _, ps, _), st in zip(groups, new):
+            self._commit(ps, st)
+        self.t = t
+        self._center(groups, new)
+        return (loss, outputs) if pair else loss
+
+    def _undo(self, groups, states, entry_rng) -> None:
+        self._center(groups, states)
+        if entry_rng[0] is not None:
+            self.generator.set_state(entry_rng[0])
+        self._rng_restore(entry_rng[1])
+
+    # -- reporting, mu, checkpoints ----------------------------------------------------------
+
+    def attributes(self) -> list[dict]:
+        """Per param group: {'glass_density': mean of R, 'curvature': mean of H} (floats) over
+        the group's trainable parameters' elements (0.0 before the first step)."""
+        out = []
+        for _, _, ps, _ in self._trainable():
+            with_state = [p for p in ps if "mu" in self.state[p]]
+            per = _core_attributes(self._state_of(with_state)) if with_state else []
+            n = [p.numel() for p in with_state]
+            tot = sum(n)
+            out.append({k: (sum(a[k] * m for a, m in zip(per, n)) / tot if tot else 0.0)
+                        for k in ("glass_density", "curvature")})
+        return out
+
+    def get_attributes(self):
+        """The official method: (list of mean glass densities, list of mean curvatures), one
+        0-d float32 tensor per group."""
+        a = self.attributes()
+        return ([torch.tensor(x["glass_density"]) for x in a],
+                [torch.tensor(x["curvature"]) for x in a])
+
+    def export_mu(self) -> list:
+        """Copies of the centre mu of each trainable parameter, in param-group order (state
+        dtype: float32 for float16/bfloat16 parameters). Before the first step: the parameters."""
+        out = []
+        for _, _, ps, _ in self._trainable():
+            for p in ps:
+                st = self.state[p]
+                out.append(st["mu"].clone() if "mu" in st else
+                           p.detach().to(_state_dtype(p.dtype), copy=True))
+        return out
+
+    def import_mu(self, mu) -> None:
+        """Set the centre mu (and the look-ahead nu, and the parameters) of each trainable
+        parameter, in param-group order; the averages are kept."""
+        groups = self._trainable()
+        params = [p for _, _, ps, _ in groups for p in ps]
+        mu = list(mu)
+        if len(mu) != len(params):
+            raise ValueError(f"import_mu got {len(mu)} tensors for {len(params)} trainable "
+                             f"parameters")
+        new = []
+        for k, (p, m) in enumerate(zip(params, mu)):
+            if not isinstance(m, torch.Tensor) or tuple(m.shape) != tuple(p.shape):
+                raise ValueError(f"mu[{k}] must be a tensor of shape {tuple(p.shape)}, got "
+                                 f"{tuple(m.shape) if isinstance(m, torch.Tensor) else type(m)}")
+            new.append(m.detach().to(device=p.device, dtype=_state_dtype(p.dtype), copy=True))
+        self._ensure_state(params)
+        for p, m in zip(params, new):
+            self.state[p]["mu"] = m
+            self.state[p]["nu"] = m
+        self._center(groups, [self._state_of(ps) for _, _, ps, _ in groups])
+
+    def state_dict(self) -> dict:
+        """torch's optimiser state dict plus ``'alice'``: the counters, the shared
+        hyperparameters and the probe generator's state (if a generator was given). With the
+        model's state dict and torch's RNG state this resumes bit-identically."""
+        d = super().state_dict()
+        d["alice"] = {"t": self.t, "skipped": self.skipped, "betas": tuple(self.betas),
+                      "quick_steps": self.quick_steps, "nonfinite": self.nonfinite,
+                      "generator": (None if self.generator is None else
+                                    self.generator.get_state())}
+        return d
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore from :meth:`state_dict`. State tensors keep the state dtype (torch's default
+        would cast them to the parameters' dtype, losing float32 state of half parameters)."""
+        state_dict = dict(state_dict)
+        extra = state_dict.pop("alice", None)
+        saved_state = state_dict.get("state", {})
+        if extra is not None:
+            for k in ("betas", "quick_steps"):
+                mine, theirs = _shared(k, getattr(self, k)), _shared(k, extra[k])
+                if theirs != mine:
+                    raise ValueError(f"checkpoint has {k}={theirs!r}, this optimiser {mine!r}")
+        super().load_state_dict({**state_dict, "state": {}})
+        for group in self.param_groups:  # a state dict without it: bounds from the current lr
+            group.setdefault(_BOUNDS_LR, _scalar(group["lr"]))
+        id_map = dict(zip(chain.from_iterable(g["params"] for g in state_dict["param_groups"]),
+                          chain.from_iterable(g["params"] for g in self.param_groups)))
+        for pid, st in saved_state.items():
+            if pid not in id_map:
+                raise ValueError(f"checkpoint state for unknown parameter id {pid!r}")
+            p = id_map[pid]
+            new = {}
+            for k, v in st.items():
+                if isinstance(v, torch.Tensor):
+                    if tuple(v.shape) != tuple(p.shape):
+                        raise ValueError(f"checkpoint {k} of parameter {pid} has shape "
+                                         f"{tuple(v.shape)}, the parameter {tuple(p.shape)}")
+                    v = v.detach().to(device=p.device, dtype=_state_dtype(p.dtype), copy=True)
+                new[k] = v
+            self.state[p] = new
+        self._configs = {}
+        if extra is not None:
+            self.t, self.skipped = int(extra["t"]), int(extra["skipped"])
+            gen_state = extra.get("generator")
+            if gen_state is not None:
+                if self.generator is None:
+                    warnings.warn("the checkpoint holds a probe generator state but this "
+                                  "optimiser draws from torch's default generator; restore "
+                                  "that with torch.set_rng_state", stacklevel=2)
+                else:
+                    self.generator.set_state(gen_state)
+        else:
+            warnings.warn("state dict without Alice's 'alice' entry: batch counter reset to 0",
+                          stacklevel=2)
+            self.t, self.skipped = 0, 0

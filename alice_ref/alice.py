@@ -33,9 +33,11 @@ NONFINITE_POLICIES = ("raise", "skip")
 
 
 def _real(name, value, *, lo=None, lo_open=False, hi=None, hi_open=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite real number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
     v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
     if lo is not None and (v <= lo if lo_open else v < lo):
         raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {value!r}")
     if hi is not None and (v >= hi if hi_open else v > hi):
@@ -88,12 +90,17 @@ class AliceConfig:
         put("phi", _real("phi", phi, lo=0.0, lo_open=True, hi=2.0, hi_open=True))
         put("omega", _real("omega", self.omega, lo=0.0, lo_open=True))
         if self.limit_method not in LIMIT_METHODS:
-            raise ValueError(f"limit_method must be one of {LIMIT_METHODS}, got {self.limit_method!r}")
+            raise ValueError(f"limit_method must be one of {LIMIT_METHODS}, "
+                             f"got {self.limit_method!r}")
         put("lr_min", _real("lr_min", self.lr_min, lo=0.0))
-        lr_max = 2.0 * self.lr if self.lr_max is None else self.lr_max
-        put("lr_max", _real("lr_max", lr_max, lo=self.lr_min))
+        lr_max = _real("lr_max", 2.0 * self.lr if self.lr_max is None else self.lr_max)
+        if lr_max < self.lr_min:
+            raise ValueError(f"lr_max must be >= lr_min = {self.lr_min!r}, got {lr_max!r}"
+                             + (" (the default 2 lr)" if self.lr_max is None else ""))
+        put("lr_max", lr_max)
         if not isinstance(self.scale_bounds_with_lr, bool):
-            raise TypeError(f"scale_bounds_with_lr must be a bool, got {self.scale_bounds_with_lr!r}")
+            raise TypeError(f"scale_bounds_with_lr must be a bool, "
+                            f"got {self.scale_bounds_with_lr!r}")
         if self.hess_comp not in HESS_COMPS:
             raise ValueError(f"hess_comp must be one of {HESS_COMPS}, got {self.hess_comp!r}")
         if not isinstance(self.grad_glass, bool):
@@ -107,7 +114,8 @@ class AliceConfig:
         put("quick_steps", int(q))
         curvature_beta(self.betas[1], self.quick_steps)  # (q+1)(1 - beta2) < 1, R8
         if self.nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {self.nonfinite!r}")
+            raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, "
+                             f"got {self.nonfinite!r}")
 
     beta1 = property(lambda self: self.betas[0], doc="beta1: gradient-average weight.")
     beta2 = property(lambda self: self.betas[1], doc="beta2: squared-gradient weight.")
@@ -176,9 +184,12 @@ def schedule(t: int, config: AliceConfig) -> Schedule:
 
 
 def _state_dtype(xp, x):
-    """float16/bfloat16 parameters keep float32 state; other floating dtypes keep their own."""
-    if x.dtype in (getattr(xp, "float16", None), getattr(xp, "bfloat16", None)) or \
-            str(x.dtype).endswith(("float16", "bfloat16")):
+    """float16/bfloat16 parameters keep float32 state; other floating dtypes keep their own.
+
+    Compared by name: ``dtype in (xp.float16, None)`` would be wrong because NumPy's
+    ``np.dtype(None)`` is float64 (so float64 == None is True).
+    """
+    if str(x.dtype).rsplit(".", 1)[-1] in ("float16", "bfloat16"):
         return xp.float32
     if not xp.isdtype(x.dtype, "real floating"):
         raise TypeError(f"parameters must have a real floating dtype, got {x.dtype}")
@@ -230,7 +241,8 @@ def ema(S, x, beta):
 
 
 def absorb_gradient(G, V, g_zero, nu, beta1, beta2, w1: float = 0.0, w2: float = 0.0):
-    """G <- EMA_beta1(G, g0 + w1 s(nu) + w2 nu), s(nu) = -1 if nu < 0 else +1; V <- EMA_beta2(V, g0^2)."""
+    """G <- EMA_beta1(G, g0 + w1 s(nu) + w2 nu), s(nu) = -1 if nu < 0 else +1;
+    V <- EMA_beta2(V, g0^2) (ALICE.md steps 3-4)."""
     xp = array_namespace(G)
     g = g_zero
     if w1 != 0.0:

@@ -9,6 +9,7 @@ state changes, absorbs them and updates the state. Probes come from a seeded Num
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -43,6 +44,31 @@ def draw_rademacher(rng: np.random.Generator, like: Sequence) -> list:
     return out
 
 
+def _check_lr(lr) -> float:
+    """The current learning rate as a float: TypeError unless a real scalar (a 0-d array from a
+    scheduler is fine), ValueError unless finite and > 0."""
+    if isinstance(lr, (bool, str, bytes)):
+        raise TypeError(f"lr must be a real number, got {lr!r}")
+    try:
+        value = float(lr)
+    except (TypeError, ValueError):
+        raise TypeError(f"lr must be a real number, got {lr!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"lr must be finite and > 0, got {lr!r}")
+    return value
+
+
+def _rng_position(rng):
+    """A copy of a NumPy Generator's position (None for other sources of probes)."""
+    bg = getattr(rng, "bit_generator", None)
+    return None if bg is None else copy.deepcopy(bg.state)
+
+
+def _restore_rng(rng, saved) -> None:
+    if saved is not None:
+        rng.bit_generator.state = saved
+
+
 def _first_nonfinite(grads) -> int | None:
     for i, g in enumerate(grads):
         xp = array_namespace(g)
@@ -60,11 +86,17 @@ def run_batch(state: AliceState, config: AliceConfig, value_and_grad: Callable, 
     list of z arrays overriding the draw from ``rng`` (tests use it to inject signs). With
     nonfinite='raise' a NaN/Inf gradient raises NonFiniteGradientError naming the parameter and
     the evaluation; with 'skip' the batch is ignored and counted in ``state.skipped``. In both
-    cases the returned/kept state is exactly the old one.
+    cases the returned/kept state is exactly the old one, and a NumPy Generator ``rng`` is put
+    back where it was before the batch (so a skipped batch is as if it never happened, and a
+    retried one draws the same probes). ``lr`` must be a finite number > 0 (ValueError/TypeError
+    before anything changes).
     """
     sched = schedule(state.t + 1, config)
-    sigma = config.lr if lr is None else float(lr)
+    if lr is not None:
+        lr = _check_lr(lr)
+    sigma = config.lr if lr is None else lr
     like = list(state.mu) if like is None else list(like)
+    saved_rng = _rng_position(rng) if sched.sample and probes is None else None
 
     def evaluate(points, which):
         loss, grads = value_and_grad(points)
@@ -86,9 +118,13 @@ def run_batch(state: AliceState, config: AliceConfig, value_and_grad: Callable, 
             loss, g0 = evaluate(probe_points(state, None, sigma, like)[2], "g0")
             new = absorb_quick(state, sched, g0, config)
     except NonFiniteGradientError:
+        _restore_rng(rng, saved_rng)
         if config.nonfinite == "raise":
             raise
         return state._replace(skipped=state.skipped + 1), None
+    except BaseException:
+        _restore_rng(rng, saved_rng)  # any failed evaluation leaves the RNG where it was, too
+        raise
     return apply_update(new, sched, config, lr), loss
 
 

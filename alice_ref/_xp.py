@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 from array_api_compat import array_namespace, device, is_array_api_obj
 
-__all__ = ["array_namespace", "device", "prepare", "is_traced", "check_positive",
+__all__ = ["array_namespace", "device", "prepare", "is_traced", "check_real", "check_positive",
            "check_nonnegative", "to_numpy", "from_numpy"]
 
 
@@ -21,10 +21,16 @@ def is_traced(x) -> bool:
     return type(x).__module__.startswith("jax") and "Tracer" in type(x).__name__
 
 
-def check_positive(name: str, value) -> float:
-    """A Python real scalar > 0, else ValueError/TypeError naming ``name``."""
+def check_real(name: str, value) -> float:
+    """A Python (or NumPy) real scalar as a float, else TypeError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def check_positive(name: str, value) -> float:
+    """A Python real scalar > 0, else ValueError/TypeError naming ``name``."""
+    check_real(name, value)
     if not float(value) > 0.0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
     return float(value)

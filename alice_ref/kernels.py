@@ -61,7 +61,7 @@ def _check_design(offsets, order):
         raise ValueError(f"order must be an integer >= 0, got {order!r}")
     try:
         s = tuple(float(v) for v in offsets)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise TypeError(f"offsets must be a sequence of numbers, got {offsets!r}") from e
     return s, int(order)
 

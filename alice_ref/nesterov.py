@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._xp import check_positive
+from ._xp import check_positive, check_real
 
 __all__ = ["exact_phi", "nesterov_lag"]
 
@@ -17,7 +17,7 @@ def exact_phi(beta: float, omega: float) -> float:
     >>> exact_phi(0.75, 2.0)
     0.5
     """
-    beta = float(beta)
+    beta = check_real("beta", beta)
     if not 0.0 < beta < 1.0:
         raise ValueError(f"beta must be in (0, 1), got {beta!r}")
     omega = check_positive("omega", omega)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numbers
 
+from ._xp import check_real
+
 __all__ = ["sample_cost", "curvature_beta", "warmup_length", "is_warmup", "is_sample_step",
            "ema_beta", "EVALS_SAMPLE", "EVALS_QUICK"]
 
@@ -35,7 +37,7 @@ def curvature_beta(beta2: float, q: int) -> float:
     0.996
     """
     q = _check_q(q)
-    b2 = float(beta2)
+    b2 = check_real("beta2", beta2)
     if not 0.0 < b2 < 1.0:
         raise ValueError(f"beta2 must be in (0, 1), got {beta2!r}")
     b3 = 1.0 - (q + 1) * (1.0 - b2)
@@ -48,12 +50,15 @@ def curvature_beta(beta2: float, q: int) -> float:
 
 def warmup_length(beta1: float) -> float:
     """Warm-up threshold 1/(1 - beta1), computed in float64 (the official code uses float32 and
-    so warms up for 9 batches, not 10, at beta1 = 0.9).
+    so warms up for 9 batches, not 10, at beta1 = 0.9). Raises ValueError unless 0 <= beta1 < 1.
 
     >>> warmup_length(0.75)
     4.0
     """
-    return 1.0 / (1.0 - float(beta1))
+    b1 = check_real("beta1", beta1)
+    if not 0.0 <= b1 < 1.0:
+        raise ValueError(f"beta1 must be in [0, 1), got {beta1!r}")
+    return 1.0 / (1.0 - b1)
 
 
 def is_warmup(t: int, beta1: float) -> bool:

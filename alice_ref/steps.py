@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ._xp import check_nonnegative, is_traced, prepare
+from ._xp import check_nonnegative, check_real, is_traced, prepare
 
 __all__ = ["ALPHA_COEFF", "LIMIT_METHODS", "effective_curvature", "optimal_step", "bounded_step"]
 
@@ -25,6 +25,14 @@ def _alpha(xp, a, r, eps):
     return xp.where(pos, ALPHA_COEFF * r / safe, xp.where(r > 0, xp.full_like(r, math.inf), r))
 
 
+def _check_eps(eps) -> float:
+    """eps as a float >= 0, else TypeError (not a real number) or ValueError naming eps."""
+    value = check_real("eps", eps)
+    if not value >= 0.0:
+        raise ValueError(f"eps must be >= 0, got {eps!r}")
+    return value
+
+
 def effective_curvature(g, h, rho, eps: float = 0.0):
     """Effective curvature h_opt of the optimal Hessian-glass step, R5.
 
@@ -36,8 +44,7 @@ def effective_curvature(g, h, rho, eps: float = 0.0):
     >>> effective_curvature(np.array([2.0]), np.array([3.0]), np.array([0.0]))
     array([3.])
     """
-    if not float(eps) >= 0:
-        raise ValueError(f"eps must be >= 0, got {eps!r}")
+    eps = _check_eps(eps)
     xp, (g, h, r) = prepare(g=g, h=h, rho=rho)
     check_nonnegative("h", h)
     check_nonnegative("rho", r)
@@ -69,7 +76,7 @@ def bounded_step(g, h, rho, v, lr_min, lr_max, limit: str = "adam", eps: float =
     official code. delta = -d where g > 0, else +d. Here g is the gradient average G, v the
     squared-gradient average V (ignored unless 'adam', may be None), h the curvature (0, H or
     sqrt(H)) and rho the glass density (0 without grad_glass). Raises ValueError for an unknown
-    limit, negative h/rho/v or lr_min > lr_max.
+    limit, negative h/rho/v/eps or lr_min > lr_max.
 
     >>> import numpy as np
     >>> bounded_step(np.array([1.0]), np.array([0.0]), np.array([0.0]), None, 0.0, 0.1, "fixed")
@@ -77,6 +84,7 @@ def bounded_step(g, h, rho, v, lr_min, lr_max, limit: str = "adam", eps: float =
     """
     if limit not in LIMIT_METHODS:
         raise ValueError(f"limit must be one of {LIMIT_METHODS}, got {limit!r}")
+    eps = _check_eps(eps)
     if v is None:
         if limit == "adam":
             raise ValueError("v is required for limit='adam'")

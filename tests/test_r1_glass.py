@@ -1,0 +1,239 @@
+"""R1 (gradient glass): glass variance grows linearly with distance; power-law diagnostic.
+
+Truth: the SeparableGlass landscape's known rho_i = lam_i s_i^2 and h_i, the Quadratic's known
+Hessian, enumeration of all sign patterns, and an exact enumeration of discrete random walks.
+Monte Carlo figures (mean, SE, truth) come from the ``mc_*`` functions, which the tests assert
+on with |mean - truth| <= K_SE * SE, SE estimated from the samples.
+"""
+
+import functools
+import itertools
+import math
+
+import numpy as np
+import pytest
+from array_api_compat import array_namespace, device
+from helpers import to_np
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from alice_ref import glass_line_covariance, power_law_exponent
+from alice_ref.landscapes import Quadratic, SeparableGlass
+
+K_SE = 5.0
+PROPS = settings(max_examples=40, deadline=None)
+
+
+def mean_se(x, axis=0):
+    x = np.asarray(x, dtype=np.float64)
+    return x.mean(axis=axis), x.std(axis=axis, ddof=1) / math.sqrt(x.shape[axis])
+
+
+# ---------------------------------------------------------------- a glass landscape
+
+N_COORD = 20000
+T_GRID = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)  # distances |delta| in units of length
+
+
+@functools.cache
+def glass_landscape():
+    """Independent coordinates: each is one realisation of the boundary process (A1-A2)."""
+    rng = np.random.default_rng(11)
+    s = rng.uniform(0.5, 2.0, N_COORD)
+    h = rng.uniform(0.0, 2.0, N_COORD)
+    b = rng.normal(size=N_COORD)
+    land = SeparableGlass(N_COORD, lam=50.0, s=s, h=h, b=b, box=(-1.5, 1.5), jumps="gaussian",
+                          seed=12)
+    return land
+
+
+def glass_increment(land, nu, delta):
+    """eps(delta) = g(nu + delta) - g(nu) - h delta, the glass part of the gradient change."""
+    return land.grad(nu + delta) - land.grad(nu) - land.hess_diag * delta
+
+
+def mc_linear_growth():
+    """R1: E eps_i(delta)^2 / rho_i = |delta| for each |delta| in T_GRID (both signs mixed)."""
+    land = glass_landscape()
+    z = np.random.default_rng(13).choice([-1.0, 1.0], N_COORD)
+    nu = np.zeros(N_COORD)
+    rows = []
+    for t in T_GRID:
+        e = glass_increment(land, nu, t * z)
+        m, se = mean_se(e * e / land.rho)
+        m1, se1 = mean_se(e / np.sqrt(land.rho))
+        rows.append(dict(t=t, mean=m, se=se, truth=t, mean_eps=m1, se_eps=se1))
+    return rows
+
+
+def mc_opposite_sides():
+    """R1: glass on opposite sides of nu is independent: E eps(delta) eps(-delta) = 0."""
+    land = glass_landscape()
+    nu, d = np.zeros(N_COORD), 0.5
+    prod = glass_increment(land, nu, d) * glass_increment(land, nu, -d) / (land.rho * d)
+    m, se = mean_se(prod)
+    return dict(mean=m, se=se, truth=0.0)
+
+
+LINE_OFFSETS = (-2.0, -1.0, 0.5, 1.0, 3.0)
+LINE_SIGMA = 0.25
+
+
+def mc_line_covariance():
+    """R1: Cov[glass of g(nu + s_k sigma z)] = sigma rho C, C = glass_line_covariance."""
+    land = glass_landscape()
+    z = np.random.default_rng(14).choice([-1.0, 1.0], N_COORD)
+    nu = np.zeros(N_COORD)
+    eps = np.stack([glass_increment(land, nu, s * LINE_SIGMA * z) for s in LINE_OFFSETS])
+    eps = eps / np.sqrt(LINE_SIGMA * land.rho)
+    C = glass_line_covariance(LINE_OFFSETS)
+    rows = []
+    for k, j in itertools.combinations_with_replacement(range(len(LINE_OFFSETS)), 2):
+        m, se = mean_se(eps[k] * eps[j])
+        rows.append(dict(k=k, l=j, mean=m, se=se, truth=C[k, j]))
+    return rows
+
+
+def mc_power_law(h):
+    """R1 diagnostic: E||g(nu + t sigma z) - g(nu)||^2 ~ t^p (p = 1 glass, 2 Hessian)."""
+    n = 4000
+    land = SeparableGlass(n, lam=50.0, s=1.0, h=h, box=(-1.5, 1.5), jumps="gaussian", seed=21)
+    z = np.random.default_rng(22).choice([-1.0, 1.0], n)
+    nu, sigma = np.zeros(n), 1.0
+    ts = np.array([0.05, 0.1, 0.2, 0.4, 0.8])
+    y = [float(np.sum((land.grad(nu + t * sigma * z) - land.grad(nu)) ** 2)) for t in ts]
+    p, se = power_law_exponent(ts, y)
+    return dict(p=p, se=se)
+
+
+# ---------------------------------------------------------------- Monte Carlo tests
+
+
+@pytest.mark.slow
+def test_glass_variance_linear_in_distance():
+    """R1: E eps_i(delta)^2 = rho_i |delta| at every distance, E eps = 0 (MC, SE tolerance)."""
+    for row in mc_linear_growth():
+        assert abs(row["mean"] - row["truth"]) <= K_SE * row["se"], row
+        assert abs(row["mean_eps"]) <= K_SE * row["se_eps"], row
+
+
+@pytest.mark.slow
+def test_fitted_exponent_of_glass_is_one():
+    """R1: the fitted power of E eps^2 in |delta| is 1 +- 0.1 (power_law_exponent)."""
+    rows = mc_linear_growth()
+    p, se = power_law_exponent([r["t"] for r in rows], [r["mean"] for r in rows])
+    assert abs(p - 1.0) <= 0.1 and se < 0.05
+
+
+@pytest.mark.slow
+def test_opposite_sides_independent():
+    """R1: segments on opposite sides of nu carry independent glass."""
+    r = mc_opposite_sides()
+    assert abs(r["mean"] - r["truth"]) <= K_SE * r["se"]
+
+
+@pytest.mark.slow
+def test_line_covariance_matches_landscape():
+    """R1: the glass along a Rademacher line has covariance sigma rho C (all entries)."""
+    for row in mc_line_covariance():
+        assert abs(row["mean"] - row["truth"]) <= K_SE * row["se"], row
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("h, target", [(0.0, 1.0), (200.0, 2.0)])
+def test_power_law_glass_vs_hessian_dominated(h, target):
+    """R1: full gradient change has p = 1 when glass dominates (h = 0), p = 2 when h dominates."""
+    r = mc_power_law(h)
+    assert abs(r["p"] - target) <= 0.1, r
+
+
+# ---------------------------------------------------------------- exact checks
+
+
+def test_power_law_two_on_quadratic_by_enumeration(xp):
+    """R1: on a quadratic E_z||g(nu+t sigma z)-g(nu)||^2 = t^2 sigma^2 tr(H^2) exactly, p = 2."""
+    n, sigma = 6, 0.3
+    land = Quadratic(n, seed=3)
+    Z = np.array(list(itertools.product([-1.0, 1.0], repeat=n)))
+    nu = xp.asarray(np.random.default_rng(4).normal(size=n))
+    ts = [0.1, 0.3, 1.0, 3.0]
+    y = []
+    for t in ts:
+        pts = nu + xp.asarray(t * sigma * Z)
+        diff = to_np(land.grad(pts)) - to_np(land.grad(nu))
+        y.append(float(np.mean(np.sum(diff * diff, axis=1))))
+    truth = [t * t * sigma * sigma * float(np.trace(land.hessian @ land.hessian)) for t in ts]
+    np.testing.assert_allclose(y, truth, rtol=1e-12)
+    p, se = power_law_exponent(ts, y)
+    assert p == pytest.approx(2.0, abs=1e-10) and se < 1e-10
+
+
+def test_power_law_four_for_third_order_second_difference():
+    """R1: smooth third-order terms alone give p = 4 for the symmetric second difference.
+
+    L = sum theta^4 / 4, g = theta^3: (g(nu+d) + g(nu-d))/2 - g(nu) = 3 nu d^2 exactly.
+    """
+    rng = np.random.default_rng(5)
+    nu, z = rng.normal(size=5), rng.choice([-1.0, 1.0], 5)
+    ts = [0.01, 0.03, 0.1, 0.3]
+    y = [float(np.sum(((nu + t * z) ** 3 + (nu - t * z) ** 3) / 2 - nu ** 3) ** 2) for t in ts]
+    p, _ = power_law_exponent(ts, y)
+    assert p == pytest.approx(4.0, abs=1e-8)
+
+
+@PROPS
+@given(a=st.floats(1e-6, 1e6), p=st.floats(-4.0, 4.0),
+       ts=st.lists(st.floats(1e-3, 1e3), min_size=3, max_size=8, unique=True))
+@example(a=1.0, p=2.0, ts=[1.0, 2.0, 4.0])
+@example(a=1e-6, p=1.0, ts=[1e-3, 1.0, 1e3])
+def test_power_law_exponent_recovers_exact_power(a, p, ts):
+    """R1: power_law_exponent fits y = a t^p exactly (SE ~ 0) for any a, p."""
+    if max(ts) / min(ts) < 1.5:
+        return  # too narrow a range to identify p at rounding level
+    y = [a * t ** p for t in ts]
+    p_hat, se = power_law_exponent(ts, y)
+    assert p_hat == pytest.approx(p, abs=1e-8)
+    assert se < 1e-7
+
+
+def test_line_covariance_is_two_sided_random_walk_by_enumeration():
+    """R1: C_kl = min(|s_k|, |s_l|) 1[s_k s_l > 0] is the covariance of two independent walks
+    leaving 0, checked by enumerating all 2^6 step patterns of unit Rademacher walks."""
+    offsets = [-3, -2, -1, 0, 1, 2, 3]
+    acc = np.zeros((7, 7))
+    for steps in itertools.product([-1.0, 1.0], repeat=6):
+        right, left = np.cumsum(steps[:3]), np.cumsum(steps[3:])
+        pos = {0: 0.0}
+        for j in range(3):
+            pos[j + 1], pos[-(j + 1)] = right[j], left[j]
+        w = np.array([pos[s] for s in offsets])
+        acc += np.outer(w, w)
+    acc /= 2 ** 6
+    np.testing.assert_array_equal(glass_line_covariance(offsets), acc)
+
+
+@PROPS
+@given(s=st.lists(st.floats(-10.0, 10.0), min_size=1, max_size=8),
+       scale=st.floats(1e-3, 1e3))
+@example(s=[0.0], scale=1.0)
+@example(s=[-1.0, 0.0, 1.0], scale=2.0)
+def test_line_covariance_properties(s, scale):
+    """R1: C is symmetric PSD, C_kk = |s_k|, zero across sides, C(c s) = c C(s), C(-s) = C(s)."""
+    C = glass_line_covariance(s)
+    sa = np.asarray(s)
+    assert np.array_equal(C, C.T)
+    np.testing.assert_array_equal(np.diag(C), np.abs(sa))
+    assert np.all(C[np.outer(np.sign(sa), np.sign(sa)) <= 0] == 0)
+    assert np.linalg.eigvalsh(C).min() >= -1e-12 * max(1.0, np.abs(sa).max())
+    np.testing.assert_allclose(glass_line_covariance(scale * sa), scale * C, rtol=1e-14)
+    np.testing.assert_array_equal(glass_line_covariance(-sa), C)
+
+
+def test_landscape_glass_keeps_namespace(xp):
+    """R1 landscape: the glass gradient comes back in the caller's namespace, device, dtype."""
+    land = SeparableGlass(4, lam=10.0, seed=0)
+    for dt in (xp.float32, xp.float64):
+        th = xp.asarray([0.1, -0.2, 0.3, 0.0], dtype=dt)
+        g = land.grad(th)
+        assert array_namespace(g) is array_namespace(th)
+        assert g.dtype == dt and device(g) == device(th)

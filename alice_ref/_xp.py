@@ -92,7 +92,9 @@ def to_numpy(x) -> np.ndarray:
     if mod.startswith("cupy"):
         return x.get()
     if mod.startswith("torch"):
-        return x.detach().cpu().numpy()
+        t = x.detach().cpu()
+        # NumPy has no bfloat16: widen it (exactly) to float32.
+        return (t.float() if str(t.dtype) == "torch.bfloat16" else t).numpy()
     try:
         return np.from_dlpack(x)
     except Exception:  # pragma: no cover - fallback for namespaces without dlpack

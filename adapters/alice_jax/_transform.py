@@ -1,0 +1,281 @@
+"""Alice as an optax gradient transformation (a thin adapter over :mod:`alice_ref`).
+
+The caller's ``params`` are Alice's look-ahead point nu (where the caller took ``grads`` = g0);
+the returned updates move them to the next look-ahead point nu'; the centre mu (what inference
+and checkpoints should see) lives in the state: :func:`center`. Every formula comes from
+alice_ref: the per-element kernels :func:`alice_ref.absorb_gradient`,
+:func:`alice_ref.absorb_curvature`, :func:`alice_ref.alice_update` and the schedule helpers
+:func:`alice_ref.ema_beta`, :func:`alice_ref.warmup_length`, ``AliceConfig.beta3`` (ALICE.md).
+This module only turns pytrees, PRNG keys and optax's conventions into calls of the core, with
+the batch schedule as traced comparisons and ``jax.lax.cond`` so one compiled step serves every
+batch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import alice_ref
+from alice_ref import (AliceConfig, NonFiniteGradientError, absorb_curvature, absorb_gradient,
+                       alice_update, ema_beta, warmup_length)
+
+__all__ = ["AliceJaxState", "alice", "center", "check_finite", "attributes", "EVALUATIONS"]
+
+#: Names of the evaluations of one batch, in ALICE.md's order (index stored in ``bad_eval``).
+EVALUATIONS = ("g+", "g-", "g0")
+
+
+class AliceJaxState(NamedTuple):
+    """State of :func:`alice` (a pytree; every leaf is a JAX array).
+
+    count: int32 scalar, batches absorbed so far (ALICE.md's t; a skipped batch does not count).
+    key: the PRNG key (uint32[2]) from which each sample step splits its probe key.
+    mu: the centre, a pytree like the params (state dtype: the parameter's own, float32 for
+        float16/bfloat16 parameters). The caller's params are the look-ahead nu, not stored.
+    G, V, H, R: gradient, squared-gradient, curvature and glass-density averages, like mu.
+    skipped: int32 scalar, batches skipped because an evaluation was not finite (cumulative).
+    bad_eval: int32 scalar, -1 if the last batch was finite, else the first non-finite
+        evaluation (0: g+, 1: g-, 2: g0; see EVALUATIONS).
+    bad_leaf: int32 scalar, -1 or the index (``jax.tree.leaves`` order) of the first non-finite
+        leaf of that evaluation.
+    """
+
+    count: jax.Array
+    key: jax.Array
+    mu: Any
+    G: Any
+    V: Any
+    H: Any
+    R: Any
+    skipped: jax.Array
+    bad_eval: jax.Array
+    bad_leaf: jax.Array
+
+
+def _rademacher_probes(key, t, nu):
+    """Default probes: one Rademacher sign per element, a fresh subkey per leaf (tree order)."""
+    del t
+    leaves, treedef = jax.tree.flatten(nu)
+    keys = jax.random.split(key, max(len(leaves), 1))
+    return treedef.unflatten([jax.random.rademacher(k, x.shape, dtype=x.dtype)
+                              for k, x in zip(keys, leaves)])
+
+
+def _make_key(seed):
+    if isinstance(seed, bool):
+        raise TypeError(f"seed must be an integer or a jax PRNG key, got {seed!r}")
+    if isinstance(seed, numbers.Integral):
+        return jax.random.PRNGKey(int(seed))
+    key = jnp.asarray(seed)
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key)
+    if key.shape != (2,) or key.dtype != jnp.uint32:
+        raise TypeError(f"seed must be an integer or a jax PRNG key, got {seed!r}")
+    return key
+
+
+def _kwargs_for(fn, extra):
+    """Optax's line-search convention: extra keyword arguments whose names appear in ``fn``'s
+    signature are passed on to it (e.g. ``value_fn(params, batch)`` with ``batch=...``)."""
+    if not extra:
+        return {}
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return {}
+    names = [n for i, (n, p) in enumerate(sig.parameters.items())
+             if i > 0 and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return {n: extra[n] for n in names if n in extra}
+
+
+def _gradient_function(value_fn, grad_fn, extra) -> Callable:
+    if grad_fn is not None:
+        kw = _kwargs_for(grad_fn, extra)
+        return lambda p: grad_fn(p, **kw)
+    if value_fn is not None:
+        kw = _kwargs_for(value_fn, extra)
+        g = jax.grad(value_fn)
+        return lambda p: g(p, **kw)
+    raise TypeError("alice_jax: update(grads, state, params, value_fn=...) needs value_fn "
+                    "(params -> loss on the current minibatch) or grad_fn (params -> grads) "
+                    "for the extra evaluations of a sample step")
+
+
+def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = None,
+          **hyperparameters) -> optax.GradientTransformationExtraArgs:
+    """The Alice optimiser (arXiv 2411.16914; ALICE.md) as an optax transformation.
+
+    ``learning_rate`` is Alice's lr: both the perturbation length sigma and the scale of the
+    step bounds. The other hyperparameters have alice_ref.AliceConfig's names, defaults and
+    checks (``betas, eps, w1, w2, phi, omega, limit_method, lr_min, lr_max,
+    scale_bounds_with_lr, hess_comp, grad_glass, quick_steps, nonfinite``); they are validated
+    here, so a bad value raises ValueError/TypeError naming it before anything is traced.
+    ``seed``: an int or a jax PRNG key; each sample step splits a fresh probe key from it.
+
+    ``update(grads, state, params, *, value_fn, grad_fn=None, **extra)``:
+    ``params`` is the evaluation point nu and ``grads`` = g0 = grad L(nu) on the current
+    minibatch; ``value_fn(params) -> loss`` on the same minibatch (optax's line-search
+    convention: extra keyword arguments named in its signature are passed on). On a sample
+    step Alice evaluates ``jax.grad(value_fn)`` (or ``grad_fn``) at nu + sigma z and
+    nu - sigma z. The returned updates are nu' - nu (apply them unmodified, e.g. with
+    ``optax.apply_updates``); :func:`center` gives mu. Non-finite evaluations: the batch is
+    skipped (mu, count and every average kept exactly; updates are zero) and recorded in
+    ``state.skipped``/``bad_eval``/``bad_leaf``; :func:`check_finite` raises on it outside jit.
+    Under jit 'raise' cannot stop the step, so both ``nonfinite`` policies skip in the state.
+
+    ``_probe_fn(key, t, nu) -> z`` (test hook, not public API) replaces the Rademacher draw
+    (key: the step's subkey, t: the traced batch number, nu: the pytree in state dtype).
+    """
+    if callable(learning_rate):
+        raise TypeError("learning_rate must be a float: Alice's lr is also its perturbation "
+                        "length sigma, so optax schedules are not supported")
+    config = AliceConfig(lr=learning_rate, **hyperparameters)
+    base_key = _make_key(seed)
+    probe_fn = _rademacher_probes if _probe_fn is None else _probe_fn
+    sigma = config.lr
+    q1 = config.quick_steps + 1
+    # Largest t with t <= 1/(1 - beta1) (float64, as in the core): warm-up iff t <= n_warm.
+    n_warm = math.floor(warmup_length(config.beta1))
+    beta3 = config.beta3
+
+    def init_fn(params):
+        leaves, treedef = jax.tree.flatten(params)
+        core = alice_ref.init([jnp.asarray(x) for x in leaves], config)
+        mu = treedef.unflatten(list(core.mu))
+        zeros = lambda: jax.tree.map(jnp.zeros_like, mu)  # noqa: E731
+        i32 = lambda v: jnp.asarray(v, dtype=jnp.int32)  # noqa: E731
+        return AliceJaxState(i32(0), base_key, mu, zeros(), zeros(), zeros(), zeros(),
+                             i32(0), i32(-1), i32(-1))
+
+    def update_fn(updates, state, params=None, *, value_fn=None, grad_fn=None, **extra):
+        if params is None:
+            raise ValueError("alice_jax: update needs params (the evaluation point nu)")
+        grad_at = _gradient_function(value_fn, grad_fn, extra)
+        p_leaves, treedef = jax.tree.flatten(params)
+        p_leaves = [jnp.asarray(x) for x in p_leaves]
+        n = len(p_leaves)
+        mu, G, V, H, R = (treedef.flatten_up_to(x) for x in
+                          (state.mu, state.G, state.V, state.H, state.R))
+        sdt = [m.dtype for m in mu]
+        g0 = [jnp.asarray(g).astype(d) for g, d in zip(treedef.flatten_up_to(updates), sdt)]
+        nu = [p.astype(d) for p, d in zip(p_leaves, sdt)]
+
+        t = state.count + 1
+        warm = t <= n_warm
+        sample = jnp.logical_or(warm, t % q1 == 0)
+        do_update = t > n_warm
+        tf = {d: t.astype(d) for d in set(sdt)}
+        b1 = [ema_beta(config.beta1, tf[d]) for d in sdt]
+        b2 = [ema_beta(config.beta2, tf[d]) for d in sdt]
+        b3 = [ema_beta(beta3, tf[d]) for d in sdt]
+        all_finite = lambda xs: jnp.stack(  # noqa: E731
+            [jnp.all(jnp.isfinite(x)) for x in xs]) if xs else jnp.ones((0,), bool)
+
+        def sample_step(_):
+            key, sub = jax.random.split(state.key)
+            z = treedef.flatten_up_to(probe_fn(sub, t, treedef.unflatten(nu)))
+            z = [jnp.asarray(zi).astype(d) for zi, d in zip(z, sdt)]
+            point = lambda s: treedef.unflatten(  # noqa: E731
+                [(v + s * zi).astype(p.dtype) for v, zi, p in zip(nu, z, p_leaves)])
+            gp = [x.astype(d) for x, d in
+                  zip(treedef.flatten_up_to(grad_at(point(sigma))), sdt)]
+            gm = [x.astype(d) for x, d in
+                  zip(treedef.flatten_up_to(grad_at(point(-sigma))), sdt)]
+            HR = [absorb_curvature(h, r, a, b, c, sigma, b3_, config.hess_comp, config.w2)
+                  for h, r, a, b, c, b3_ in zip(H, R, gp, gm, g0, b3)]
+            return (key, [x[0] for x in HR], [x[1] for x in HR], all_finite(gp),
+                    all_finite(gm))
+
+        def quick_step(_):
+            ok = jnp.ones((n,), bool)
+            return state.key, list(H), list(R), ok, ok
+
+        key, H1, R1, ok_p, ok_m = jax.lax.cond(sample, sample_step, quick_step, None)
+        GV = [absorb_gradient(g, v, a, x, b1_, b2_, config.w1, config.w2)
+              for g, v, a, x, b1_, b2_ in zip(G, V, g0, nu, b1, b2)]
+        G1, V1 = [x[0] for x in GV], [x[1] for x in GV]
+        MN = [alice_update(m, g, v, h, r, config) for m, g, v, h, r in zip(mu, G1, V1, H1, R1)]
+        mu1 = [jnp.where(do_update, mn[0], m) for mn, m in zip(MN, mu)]
+        nu1 = [jnp.where(do_update, mn[1], v) for mn, v in zip(MN, nu)]
+
+        if n:
+            bad = ~jnp.stack([ok_p, ok_m, all_finite(g0)])  # (3, n), ALICE.md's order
+            any_bad = jnp.any(bad)
+            bad_eval = jnp.where(any_bad, jnp.argmax(jnp.any(bad, axis=1)), -1)
+            bad_leaf = jnp.where(any_bad, jnp.argmax(bad[jnp.maximum(bad_eval, 0)]), -1)
+        else:
+            any_bad, bad_eval, bad_leaf = jnp.asarray(False), -1, -1
+        ok = ~any_bad
+        keep = lambda new, old: [jnp.where(ok, a, b) for a, b in zip(new, old)]  # noqa: E731
+        unflat = treedef.unflatten
+        i32 = lambda v: jnp.asarray(v, dtype=jnp.int32)  # noqa: E731
+        new_state = AliceJaxState(
+            count=jnp.where(ok, t, state.count).astype(jnp.int32), key=key,
+            mu=unflat(keep(mu1, mu)), G=unflat(keep(G1, G)), V=unflat(keep(V1, V)),
+            H=unflat(keep(H1, H)), R=unflat(keep(R1, R)),
+            skipped=(state.skipped + any_bad.astype(jnp.int32)).astype(jnp.int32),
+            bad_eval=i32(bad_eval), bad_leaf=i32(bad_leaf))
+        out = [jnp.where(ok, b.astype(p.dtype) - p, jnp.zeros_like(p))
+               for b, p in zip(nu1, p_leaves)]
+        return unflat(out), new_state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _find_state(state):
+    """The AliceJaxState itself, or the first one inside an optax.chain/named_chain state."""
+    if isinstance(state, AliceJaxState):
+        return state
+    found = [s for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, AliceJaxState))
+             if isinstance(s, AliceJaxState)]
+    if not found:
+        raise TypeError(f"no alice_jax state found in {type(state).__name__}")
+    return found[0]
+
+
+def center(state, like=None):
+    """The centre mu (the parameters for inference and checkpoints), a pytree in state dtype,
+    or in the dtypes of the pytree ``like`` when given. Accepts a chain state too."""
+    mu = _find_state(state).mu
+    if like is None:
+        return mu
+    return jax.tree.map(lambda m, p: m.astype(jnp.asarray(p).dtype), mu, like)
+
+
+def check_finite(state) -> None:
+    """Raise alice_ref.NonFiniteGradientError if the last batch was skipped for a non-finite
+    evaluation (host side, not jit-able: call it on the state a jitted step returned).
+
+    The error names the leaf (index in ``jax.tree.leaves`` order, and its key path) and the
+    evaluation (g+, g- or g0); the state is exactly as before that batch."""
+    s = _find_state(state)
+    e = int(s.bad_eval)
+    if e < 0:
+        return
+    i = int(s.bad_leaf)
+    err = NonFiniteGradientError(i, EVALUATIONS[e], int(s.count) + 1)
+    paths = jax.tree_util.tree_flatten_with_path(s.mu)[0]
+    if 0 <= i < len(paths):
+        err.add_note(f"leaf {i} is params{jax.tree_util.keystr(paths[i][0])}")
+    raise err
+
+
+def attributes(state) -> list[dict]:
+    """Per leaf (``jax.tree.leaves`` order): mean glass density and mean curvature (the official
+    optimiser's "attributes"), computed by alice_ref.attributes. Host side."""
+    s = _find_state(state)
+    leaves = lambda x: [np.asarray(v) for v in jax.tree.leaves(x)]  # noqa: E731
+    mu = leaves(s.mu)
+    core = alice_ref.AliceState(int(s.count), tuple(mu), tuple(mu), tuple(leaves(s.G)),
+                                tuple(leaves(s.V)), tuple(leaves(s.H)), tuple(leaves(s.R)),
+                                int(s.skipped))
+    return alice_ref.attributes(core)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from fractions import Fraction
 
 from ._xp import check_real
 
@@ -49,21 +50,31 @@ def curvature_beta(beta2: float, q: int) -> float:
 
 
 def warmup_length(beta1: float) -> float:
-    """Warm-up threshold 1/(1 - beta1), computed in float64 (the official code uses float32 and
-    so warms up for 9 batches, not 10, at beta1 = 0.9). Raises ValueError unless 0 <= beta1 < 1.
+    """Warm-up threshold 1/(1 - beta1), exact for the decimal value of beta1 as written.
 
-    >>> warmup_length(0.75)
-    4.0
+    The intent (ALICE.md step 2) is a warm-up of one averaging time constant. Rounded arithmetic
+    misses it by one batch: the official code keeps beta1 in float32 (0.9 gives 9.9999976, so 9
+    batches, not 10) and even float64 gives 19.99999999999998 for 0.95. The threshold is
+    therefore computed from Fraction(repr(beta1)): 0.9 -> 10, 0.95 -> 20, 0.999 -> 1000; for
+    beta1 exact in binary (0.5, 0.75, 0.875) it equals float arithmetic. Raises ValueError unless
+    0 <= beta1 < 1.
+
+    >>> warmup_length(0.75), warmup_length(0.95), warmup_length(0.999)
+    (4.0, 20.0, 1000.0)
     """
+    return float(_warmup_fraction(beta1))
+
+
+def _warmup_fraction(beta1) -> Fraction:
     b1 = check_real("beta1", beta1)
     if not 0.0 <= b1 < 1.0:
         raise ValueError(f"beta1 must be in [0, 1), got {beta1!r}")
-    return 1.0 / (1.0 - b1)
+    return 1 / (1 - Fraction(repr(b1)))
 
 
 def is_warmup(t: int, beta1: float) -> bool:
-    """Batch t (1-based) is a warm-up batch iff t <= 1/(1 - beta1)."""
-    return t <= warmup_length(beta1)
+    """Batch t (1-based) is a warm-up batch iff t <= 1/(1 - beta1) (see warmup_length)."""
+    return t <= _warmup_fraction(beta1)
 
 
 def is_sample_step(t: int, beta1: float, q: int) -> bool:

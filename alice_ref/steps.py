@@ -55,7 +55,8 @@ def effective_curvature(g, h, rho, eps: float = 0.0):
 def optimal_step(g, h, rho, eps: float = 0.0):
     """Signed unbounded optimal step delta = -sgn(g) |g| / h_opt, R5 (0 where g = 0).
 
-    With rho = 0 this is Newton's step -g/h; with h = 0 its size is 2 pi g^2 / (3 rho).
+    With rho = 0 this is Newton's step -g/h; with h = 0 its size is 2 pi g^2 / (3 rho); with
+    h = rho = eps = 0 it is -sgn(g) inf (no curvature bounds it; bounded_step clips it).
 
     >>> import numpy as np
     >>> optimal_step(np.array([2.0, -1.0, 0.0]), np.array([4.0, 4.0, 4.0]), np.zeros(3))
@@ -64,7 +65,9 @@ def optimal_step(g, h, rho, eps: float = 0.0):
     h_opt = effective_curvature(g, h, rho, eps)
     xp, (g,) = prepare(g=g)
     nz = g != 0
-    d = xp.abs(g) / xp.where(nz, h_opt, xp.ones_like(h_opt))
+    curved = h_opt > 0  # h_opt = 0 only when h = rho = eps = 0: no curvature, unbounded step
+    d = xp.abs(g) / xp.where(nz & curved, h_opt, xp.ones_like(h_opt))
+    d = xp.where(curved | ~nz, d, xp.full_like(d, math.inf))
     return xp.where(nz, -xp.sign(g) * d, xp.zeros_like(g))
 
 

@@ -89,3 +89,12 @@ def test_warmup_length_float64():
     assert warmup_length(0.9) == pytest.approx(10.0, rel=1e-14)
     assert sum(is_warmup(t, 0.9) for t in range(1, 30)) == 10
     assert sum(is_warmup(t, 0.75) for t in range(1, 30)) == 4
+
+
+@pytest.mark.parametrize("beta1,batches", [(0.9, 10), (0.95, 20), (0.99, 100), (0.999, 1000),
+                                           (0.75, 4), (0.8, 5)])
+def test_warmup_is_one_time_constant_for_decimal_betas(beta1, batches):
+    """Warm-up lasts 1/(1 - beta1) batches for the decimal beta1 as written; rounded arithmetic
+    would give 19 at 0.95 (float64: 1/(1 - 0.95) = 19.99999999999998) and 9 at 0.9 (float32)."""
+    assert sum(is_warmup(t, beta1) for t in range(1, 2 * batches + 2)) == batches
+    assert warmup_length(beta1) == batches

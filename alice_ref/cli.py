@@ -31,7 +31,27 @@ SUBCOMMANDS: dict[str, str] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``alice-ref`` parser with one subparser per registered subcommand."""
+    """Build the ``alice-ref`` parser with one subparser per entry of :data:`SUBCOMMANDS`.
+
+    Each module named in SUBCOMMANDS is imported and its ``register(subparsers)`` called; the
+    parser also has ``--version``.
+
+    Returns:
+        The argparse.ArgumentParser (prog 'alice-ref'); a parsed subcommand's handler is in
+        ``args.func``.
+
+    Raises:
+        ImportError: a registered module cannot be imported.
+        RuntimeError: a module's ``register`` did not add its subcommand.
+
+    Example:
+        The ``verify`` subcommand is registered, with its handler:
+
+        >>> from alice_ref import verify
+        >>> args = build_parser().parse_args(["verify", "--only", "R6", "--quick"])
+        >>> args.command, args.func is verify.run, args.only, args.quick
+        ('verify', True, {'R6'}, True)
+    """
     parser = argparse.ArgumentParser(
         prog="alice-ref",
         description="Reference implementation of 'Curvature in the Looking-Glass' "
@@ -49,9 +69,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``alice-ref`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+    """Run ``alice-ref`` with ``argv``: parse it and call the subcommand's handler.
 
-    No subcommand prints the help to stderr and returns 2 (a usage error, like argparse's).
+    No subcommand prints the help to stderr and returns 2 (a usage error, like argparse's); a
+    closed output pipe (``alice-ref verify | head``) ends quietly with status 1.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: the handler's, 2 without a subcommand.
+
+    Raises:
+        SystemExit: bad options (status 2, from argparse), ``--help`` or ``--version``
+            (status 0).
+
+    Example:
+        No subcommand is a usage error; ``verify`` returns 0 when its rows pass:
+
+        >>> import contextlib, io
+        >>> with contextlib.redirect_stderr(io.StringIO()):
+        ...     no_command = main([])
+        >>> with contextlib.redirect_stdout(io.StringIO()):
+        ...     verified = main(["verify", "--only", "R6", "--quick"])
+        >>> no_command, verified
+        (2, 0)
     """
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -24,7 +24,29 @@ EVALUATIONS = ("g+", "g-", "g0")
 
 
 class NonFiniteGradientError(FloatingPointError):
-    """A gradient evaluation contained NaN or Inf; the optimiser state was left unchanged."""
+    """A gradient evaluation contained NaN or Inf; the optimiser state was left unchanged.
+
+    Raised by :func:`run_batch` (and by the adapters) under nonfinite='raise', before any state
+    changes; under nonfinite='skip' the batch is skipped and counted instead (ALICE.md, "Where
+    alice_ref goes beyond the official code"). A FloatingPointError.
+
+    Args:
+        index: the parameter (position in the parameter list) with a non-finite entry; each
+            argument is kept as an attribute of the same name.
+        evaluation: the evaluation that failed: 'g+', 'g-' or 'g0' (ALICE.md's order).
+        t: the number of the batch that failed (state.t + 1).
+
+    Example:
+        The first evaluation of batch 1 (a sample step) is g+; the state stays at t = 0:
+
+        >>> import numpy as np
+        >>> opt = Alice([np.zeros(2)])
+        >>> try:
+        ...     opt.step(lambda p: (0.0, [np.full(2, np.nan)]))
+        ... except NonFiniteGradientError as e:
+        ...     print(e.index, e.evaluation, e.t, opt.state.t)
+        0 g+ 1 0
+    """
 
     def __init__(self, index: int, evaluation: str, t: int):
         self.index, self.evaluation, self.t = index, evaluation, t
@@ -34,8 +56,30 @@ class NonFiniteGradientError(FloatingPointError):
 
 
 def draw_rademacher(rng: np.random.Generator, like: Sequence) -> list:
-    """One Rademacher vector per parameter, in order: u ~ U[0,1) per element, z = -1 where
-    u < 0.5 else +1 (the official convention), in each array's namespace, device and dtype."""
+    """Draw one Rademacher probe z per parameter with the official convention (R2).
+
+    Per parameter, in order: u ~ U[0, 1) per element (``rng.random``), z = -1 where u < 0.5,
+    else +1, in that array's namespace, device and dtype. Rademacher signs (z^2 = 1) are R2's
+    optimal probes: least Hutchinson variance and the farthest glass probing per unit RMS step.
+    Nothing is checked.
+
+    Args:
+        rng: a NumPy Generator; it advances by one uniform per element.
+        like: a sequence of arrays giving each probe's shape, namespace, device and dtype.
+
+    Returns:
+        A list of arrays of -1 and +1, one per entry of ``like``.
+
+    Example:
+        The signs of an independent draw of the same uniforms, parameter after parameter:
+
+        >>> import numpy as np
+        >>> like = [np.zeros(2), np.zeros(3, dtype=np.float32)]
+        >>> z = draw_rademacher(np.random.default_rng(0), like)
+        >>> u = np.random.default_rng(0).random(5)
+        >>> np.concatenate(z).tolist() == np.where(u < 0.5, -1.0, 1.0).tolist(), z[1].dtype
+        (True, dtype('float32'))
+    """
     out = []
     for p in like:
         xp = array_namespace(p)
@@ -79,17 +123,61 @@ def _first_nonfinite(grads) -> int | None:
 
 def run_batch(state: AliceState, config: AliceConfig, value_and_grad: Callable, rng,
               *, like: Sequence | None = None, lr: float | None = None, probes=None):
-    """One Alice batch. Returns (new_state, loss at nu).
+    """Run one Alice batch (ALICE.md steps 1-5): evaluate, check, absorb, update.
 
-    ``like``: the model's parameters (their dtypes are used for evaluation points; default the
-    state's). ``lr``: the current learning rate = sigma (default config.lr). ``probes``: optional
-    list of z arrays overriding the draw from ``rng`` (tests use it to inject signs). With
-    nonfinite='raise' a NaN/Inf gradient raises NonFiniteGradientError naming the parameter and
-    the evaluation; with 'skip' the batch is ignored and counted in ``state.skipped``. In both
-    cases the returned/kept state is exactly the old one, and a NumPy Generator ``rng`` is put
-    back where it was before the batch (so a skipped batch is as if it never happened, and a
-    retried one draws the same probes). ``lr`` must be a finite number > 0 (ValueError/TypeError
-    before anything changes).
+    With sched = schedule(state.t + 1, config): on a sample step draw z (:func:`draw_rademacher`)
+    and evaluate g+ = g(nu + sigma z), g- = g(nu - sigma z), g0 = g(nu) in that order (R3's
+    three-point kernel), else g0 only, so a batch costs 3 or 1 evaluations ((3+q)/(q+1) on
+    average, R8); then absorb them and, after warm-up, update mu and nu (R5, R6, R7). sigma is
+    the current learning rate. Every evaluation is checked for NaN/Inf before any state
+    changes. On any failure (a non-finite gradient or an exception from ``value_and_grad``) a
+    NumPy Generator ``rng`` is put back where it was, so a skipped batch is as if it never
+    happened and a retried one draws the same probes.
+
+    Args:
+        state: the current AliceState.
+        config: the hyperparameters.
+        value_and_grad: ``value_and_grad(params) -> (loss, grads)`` on the current minibatch,
+            params and grads being lists with one array per parameter.
+        rng: the probe source, a NumPy Generator (unused on quick steps or with ``probes``).
+        like: the model's parameters, whose dtypes the evaluation points take (default: the
+            state's mu).
+        lr: the current learning rate = sigma, finite and > 0 (default: config.lr).
+        probes: optional list of z arrays replacing the draw from ``rng`` (tests inject signs).
+
+    Returns:
+        The pair (new_state, loss), where loss is what ``value_and_grad`` returned at nu (None
+        for a skipped batch).
+
+    Raises:
+        NonFiniteGradientError: a NaN/Inf gradient under nonfinite='raise'; it names the
+            parameter and the evaluation. Under 'skip' the old state is returned with
+            ``skipped`` + 1 instead.
+        ValueError: lr not finite and > 0 (before anything changes), or gradients whose number
+            or shapes do not match the parameters.
+        TypeError: lr is not a real number.
+
+    Example:
+        On L(x) = |x|^2 / 2 (Hessian I, no glass) batch 1 is a warm-up sample step: H takes
+        |g+ - g-| / (2 sigma) = 1 and R takes 0 whatever the signs. A NaN gradient then fails
+        batch 2 at its first evaluation and leaves the state as it was:
+
+        >>> import numpy as np
+        >>> c = AliceConfig(lr=0.5, betas=(0.5, 0.999))
+        >>> vg = lambda p: (0.5 * float(p[0] @ p[0]), [p[0]])
+        >>> rng = np.random.default_rng(0)
+        >>> s, loss = run_batch(init([np.array([1.0, 2.0])]), c, vg, rng)
+        >>> loss, s.t, s.H[0].tolist(), s.R[0].tolist(), s.mu[0].tolist()
+        (2.5, 1, [1.0, 1.0], [0.0, 0.0], [1.0, 2.0])
+        >>> bad = lambda p: (0.0, [p[0] * np.nan])
+        >>> try:
+        ...     run_batch(s, c, bad, rng)
+        ... except NonFiniteGradientError as e:
+        ...     print(e.index, e.evaluation, e.t)
+        0 g+ 2
+        >>> s2, loss = run_batch(s, c.replace(nonfinite="skip"), bad, rng)
+        >>> s2.skipped, s2.t, loss, s2.mu is s.mu
+        (1, 1, None, True)
     """
     sched = schedule(state.t + 1, config)
     if lr is not None:
@@ -131,14 +219,35 @@ def run_batch(state: AliceState, config: AliceConfig, value_and_grad: Callable, 
 class Alice:
     """Stateful convenience wrapper around the functional core for NumPy/CuPy users.
 
-    >>> import numpy as np
-    >>> from alice_ref.landscapes import Quadratic
-    >>> q = Quadratic(4, seed=0)
-    >>> opt = Alice([np.zeros(4)], lr=0.05, betas=(0.75, 0.999), seed=0)
-    >>> for _ in range(200):
-    ...     _ = opt.step(lambda p: (q.loss(p[0]), [q.grad(p[0])]))
-    >>> bool(q.loss(opt.params[0]) < q.loss(np.zeros(4)))
-    True
+    Holds an AliceConfig (``config``), an AliceState (``state``), a NumPy Generator for the
+    probes (``rng``) and the current learning rate ``lr`` = sigma, which a schedule may change
+    between steps (with scale_bounds_with_lr the step bounds follow it, R6). Each :meth:`step`
+    is one :func:`run_batch`.
+
+    Args:
+        params: the initial parameters, a sequence of floating arrays (any array-API
+            namespace); the evaluation points and :attr:`params` take their dtypes.
+        config: an AliceConfig, or None to build one from ``**hyper``.
+        seed: seed of the default probe generator, ``np.random.default_rng(seed)``.
+        rng: a NumPy Generator to use instead of ``seed``.
+        **hyper: AliceConfig fields (lr, betas, ...) when ``config`` is None.
+
+    Raises:
+        TypeError: both ``config`` and hyperparameters given, a parameter that is not a
+            floating array, or a hyperparameter of the wrong type.
+        ValueError: a hyperparameter out of range (see AliceConfig).
+
+    Example:
+        Two hundred batches lower a quadratic's loss:
+
+        >>> import numpy as np
+        >>> from alice_ref.landscapes import Quadratic
+        >>> q = Quadratic(4, seed=0)
+        >>> opt = Alice([np.zeros(4)], lr=0.05, betas=(0.75, 0.999), seed=0)
+        >>> for _ in range(200):
+        ...     _ = opt.step(lambda p: (q.loss(p[0]), [q.grad(p[0])]))
+        >>> bool(q.loss(opt.params[0]) < q.loss(np.zeros(4)))
+        True
     """
 
     def __init__(self, params, config: AliceConfig | None = None, *, seed=0, rng=None, **hyper):
@@ -152,26 +261,116 @@ class Alice:
 
     @property
     def params(self) -> list:
-        """mu, in the parameters' dtypes (what inference and checkpoints see)."""
+        """The centre mu in the parameters' dtypes (what inference and checkpoints see).
+
+        Example:
+            float16 parameters keep float32 state but report float16:
+
+            >>> import numpy as np
+            >>> opt = Alice([np.ones(2, dtype=np.float16)])
+            >>> opt.params[0].dtype, opt.mu[0].dtype
+            (dtype('float16'), dtype('float32'))
+        """
         return params_of(self.state, self._like)
 
     @property
     def mu(self) -> list:
-        """The centre mu in the state dtype."""
+        """The centre mu in the state dtype (a new list of the state's arrays).
+
+        Example:
+            Before any update the centre is the initial parameters:
+
+            >>> import numpy as np
+            >>> Alice([np.array([1.0, 2.0])]).mu[0].tolist()
+            [1.0, 2.0]
+        """
         return list(self.state.mu)
 
     def step(self, value_and_grad: Callable, probes=None):
-        """Run one batch (see :func:`run_batch`); returns the loss at nu (None if skipped)."""
+        """Run one batch (ALICE.md steps 1-5; see :func:`run_batch`) at the current ``lr``.
+
+        Args:
+            value_and_grad: ``value_and_grad(params) -> (loss, grads)`` on the current
+                minibatch (lists with one array per parameter).
+            probes: optional z arrays replacing the draw from ``rng`` (tests).
+
+        Returns:
+            The loss at nu, or None when the batch was skipped (nonfinite='skip').
+
+        Raises:
+            NonFiniteGradientError: a NaN/Inf gradient under nonfinite='raise' (state and
+                generator unchanged).
+            ValueError: ``lr`` was set to a value that is not finite and > 0.
+            TypeError: ``lr`` was set to something that is not a real number.
+
+        Example:
+            Gradient evaluations per batch follow R8, 3 on a sample step and 1 on a quick
+            step; with beta1 = 0.5 and q = 3, batches 1-2 are warm-up and batch 4 samples:
+
+            >>> import numpy as np
+            >>> calls = []
+            >>> def vg(p):
+            ...     calls.append(1)
+            ...     return float(p[0] @ p[0]), [2 * p[0]]
+            >>> opt = Alice([np.ones(3)], lr=0.1, betas=(0.5, 0.999), quick_steps=3)
+            >>> counts = []
+            >>> for _ in range(4):
+            ...     before = len(calls)
+            ...     _ = opt.step(vg)
+            ...     counts.append(len(calls) - before)
+            >>> counts
+            [3, 3, 1, 3]
+        """
         self.state, loss = run_batch(self.state, self.config, value_and_grad, self.rng,
                                      like=self._like, lr=self.lr, probes=probes)
         return loss
 
     def attributes(self) -> list[dict]:
-        """Per parameter array: mean glass density and mean curvature."""
+        """Per parameter: mean glass density and mean curvature (alice_ref.alice.attributes).
+
+        Returns:
+            A list with one dict {'glass_density': float, 'curvature': float} per parameter.
+
+        Example:
+            After one sample batch of L(x) = |x|^2 (Hessian 2 I, no glass):
+
+            >>> import numpy as np
+            >>> opt = Alice([np.ones(3)], lr=0.5)
+            >>> _ = opt.step(lambda p: (float(p[0] @ p[0]), [2 * p[0]]))
+            >>> opt.attributes()
+            [{'glass_density': 0.0, 'curvature': 2.0}]
+        """
         return attributes(self.state)
 
     def state_dict(self) -> dict:
-        """Everything needed for a bit-identical resume: state arrays, counters, lr, RNG state."""
+        """Everything needed for a bit-identical resume: state arrays, counters, lr, RNG state.
+
+        The keys are those of :func:`alice_ref.alice.state_to_dict` (arrays copied to NumPy)
+        plus 'lr' and 'rng' (the Generator's ``bit_generator.state``).
+
+        Returns:
+            A picklable dict; restore it with :meth:`load_state_dict`.
+
+        Example:
+            Resuming from a checkpoint repeats the uninterrupted run exactly:
+
+            >>> import numpy as np
+            >>> from alice_ref.landscapes import Quadratic
+            >>> q = Quadratic(3, seed=0)
+            >>> vg = lambda p: (q.loss(p[0]), [q.grad(p[0])])
+            >>> a = Alice([np.zeros(3)], lr=0.05, betas=(0.5, 0.999), seed=1)
+            >>> for _ in range(6):
+            ...     _ = a.step(vg)
+            >>> ckpt = a.state_dict()
+            >>> for _ in range(5):
+            ...     _ = a.step(vg)
+            >>> b = Alice([np.zeros(3)], lr=0.05, betas=(0.5, 0.999), seed=99)
+            >>> b.load_state_dict(ckpt)
+            >>> for _ in range(5):
+            ...     _ = b.step(vg)
+            >>> ckpt["t"], np.array_equal(a.params[0], b.params[0])
+            (6, True)
+        """
         d = {k: (np.array(to_numpy(v), copy=True) if hasattr(v, "shape") else v)
              for k, v in state_to_dict(self.state).items()}
         d["lr"] = self.lr
@@ -179,7 +378,30 @@ class Alice:
         return d
 
     def load_state_dict(self, d: dict) -> None:
-        """Restore from :meth:`state_dict` (arrays go to the parameters' namespace and device)."""
+        """Restore from :meth:`state_dict`: state arrays, counters, lr and generator position.
+
+        Arrays go to the parameters' namespace and device, in the state dtype; a missing 'lr'
+        reads as config.lr.
+
+        Args:
+            d: a dict made by :meth:`state_dict`.
+
+        Raises:
+            ValueError: a missing state key, or a shape that does not match the parameters
+                (nothing is changed then).
+            KeyError: no 'rng' entry.
+
+        Example:
+            The restored optimiser continues with the same counter, centre and probes:
+
+            >>> import numpy as np
+            >>> a = Alice([np.array([1.0, 2.0])], seed=3)
+            >>> _ = a.step(lambda p: (0.0, [p[0]]))
+            >>> b = Alice([np.zeros(2)])
+            >>> b.load_state_dict(a.state_dict())
+            >>> b.state.t, b.mu[0].tolist(), b.rng.random() == a.rng.random()
+            (1, [1.0, 2.0], True)
+        """
         new = state_from_dict(d, like=self.state.mu)
         new = new._replace(**{f: tuple(array_namespace(p).astype(x, p.dtype)
                                        for x, p in zip(getattr(new, f), self.state.mu))
@@ -191,9 +413,43 @@ class Alice:
 
 def minimize(value_and_grad: Callable, params, n_batches: int, *, config: AliceConfig | None = None,
              seed=0, callback: Callable | None = None, **hyper):
-    """Run ``n_batches`` Alice batches from ``params``. ``callback(t, loss, opt)`` is called after
-    each batch (e.g. to drive a progress bar); returning True stops early. Returns the Alice
-    wrapper (``.params``, ``.state``) and the list of losses at nu."""
+    """Run ``n_batches`` Alice batches from ``params`` (a loop over :meth:`Alice.step`).
+
+    Args:
+        value_and_grad: ``value_and_grad(params) -> (loss, grads)``, called with a list of
+            arrays, one per parameter (choosing the minibatch is up to it).
+        params: the initial parameters.
+        n_batches: the number of batches (>= 0).
+        config: an AliceConfig, or None to build one from ``**hyper``.
+        seed: the probe seed (``np.random.default_rng(seed)``).
+        callback: ``callback(t, loss, opt)``, called after each batch (a progress bar, a
+            stopping rule); returning True stops early.
+        **hyper: AliceConfig fields when ``config`` is None.
+
+    Returns:
+        The pair (opt, losses): the Alice wrapper (``opt.params``, ``opt.state``) and the list
+        of losses at nu (None for skipped batches).
+
+    Raises:
+        ValueError: n_batches < 0, or a hyperparameter out of range.
+        TypeError: both ``config`` and hyperparameters given.
+        NonFiniteGradientError: a NaN/Inf gradient under nonfinite='raise'.
+
+    Example:
+        Alice approaches a quadratic's minimiser, and a callback stops a run early:
+
+        >>> import numpy as np
+        >>> from alice_ref.landscapes import Quadratic
+        >>> q = Quadratic(4, seed=0)
+        >>> vg = lambda p: (q.loss(p[0]), [q.grad(p[0])])
+        >>> opt, losses = minimize(vg, [np.zeros(4)], 200, lr=0.05, betas=(0.75, 0.999))
+        >>> d0, d = np.linalg.norm(q.minimiser), np.linalg.norm(opt.params[0] - q.minimiser)
+        >>> len(losses), bool(d < 0.01 * d0)
+        (200, True)
+        >>> opt, losses = minimize(vg, [np.zeros(4)], 200, callback=lambda t, loss, o: t == 5)
+        >>> len(losses), opt.state.t
+        (5, 5)
+    """
     if int(n_batches) < 0:
         raise ValueError(f"n_batches must be >= 0, got {n_batches!r}")
     opt = Alice(params, config, seed=seed, **hyper)

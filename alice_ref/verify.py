@@ -68,7 +68,26 @@ K_SE = 5.0  # Monte Carlo tolerance: K_SE standard errors
 
 @dataclass
 class Row:
-    """One verified claim. predicted/measured/tolerance are floats or short strings."""
+    """One verified claim: a row of the ``alice-ref verify`` table.
+
+    Attributes:
+        result: the result it checks, 'R1' to 'R8'.
+        claim: what is claimed, in words.
+        predicted: the prediction (algebra, enumeration, a landscape's truth, brute force): a
+            float or a short string.
+        measured: what the library's public functions gave: a float or a short string.
+        tolerance: the allowed deviation and its basis (5 standard errors, or a float64
+            rounding bound) as a string; every check writes a string, and
+            :func:`format_table` needs one.
+        verdict: 'pass' or 'fail'.
+
+    Example:
+        A row as the R8 cost check might write it:
+
+        >>> r = Row("R8", "mean cost at q = 3", 1.5, 1.5, "exact", "pass")
+        >>> r.verdict, rows_to_json([r])[0]["predicted"]
+        ('pass', 1.5)
+    """
 
     result: str
     claim: str
@@ -816,10 +835,31 @@ CHECKS = (
 
 
 def run_checks(seed: int = 0, quick: bool = False, only=None, progress=None) -> list[Row]:
-    """Run the checks (all, or those whose result is in ``only``) and return their rows.
+    """Run the numerical checks of R1-R8 (all, or those of the results in ``only``).
 
-    A check that raises yields one failing row naming the exception. ``progress(i, n, result,
-    title)`` is called before each check.
+    Each check compares a prediction with a measurement made through the library's public
+    functions (see the module docstring): Monte Carlo rows pass when the measurement is within
+    5 standard errors of the prediction, exact rows within a float64 rounding bound. A check
+    that raises yields one failing row naming the exception, so a broken core gives failing
+    rows rather than an error.
+
+    Args:
+        seed: base seed of every Monte Carlo check (each check derives its own generator).
+        quick: fewer Monte Carlo samples (the same rows, wider tolerances).
+        only: None for all checks, or a collection of result names such as {'R3', 'R5'}
+            (upper case, as in CHECKS).
+        progress: optional ``progress(i, n, result, title)``, called before each check.
+
+    Returns:
+        The list of Row objects, in the order of CHECKS.
+
+    Example:
+        The checks of R6 (step bounds), which take milliseconds:
+
+        >>> calls = []
+        >>> rows = run_checks(quick=True, only={"R6"}, progress=lambda *a: calls.append(a))
+        >>> {r.result for r in rows}, all(r.verdict == "pass" for r in rows), calls
+        ({'R6'}, True, [(0, 1, 'R6', 'step bounds')])
     """
     ctx = _Ctx(seed, quick)
     selected = [c for c in CHECKS if only is None or c[0] in only]
@@ -843,7 +883,31 @@ def _fmt(x) -> str:
 
 
 def format_table(rows, claim_width: int = 58, tol_width: int = 26) -> str:
-    """A plain-text table: result, claim, predicted, measured, tolerance, verdict."""
+    """Format rows as a plain-text table: result, claim, predicted, measured, tolerance, verdict.
+
+    Claims and tolerances wrap within their columns, floats print with 6 significant digits and
+    the verdict in upper case.
+
+    Args:
+        rows: Row objects (their tolerance must be a string).
+        claim_width: the width of the claim column.
+        tol_width: the width of the tolerance column.
+
+    Returns:
+        The table as one string: a header line, a rule, then the rows.
+
+    Raises:
+        AttributeError: a row whose tolerance is not a string.
+
+    Example:
+        One row under the header and the rule:
+
+        >>> lines = format_table([Row("R8", "cost", 1.5, 1.5, "exact", "pass")]).splitlines()
+        >>> lines[0].split()
+        ['result', 'claim', 'predicted', 'measured', 'tolerance', 'verdict']
+        >>> lines[2].split()
+        ['R8', 'cost', '1.5', '1.5', 'exact', 'PASS']
+    """
     import textwrap
 
     head = ("result", "claim", "predicted", "measured", "tolerance", "verdict")
@@ -865,7 +929,24 @@ def format_table(rows, claim_width: int = 58, tol_width: int = 26) -> str:
 
 
 def rows_to_json(rows) -> list[dict]:
-    """Rows as JSON-ready dicts {result, claim, predicted, measured, tolerance, verdict}."""
+    """Rows as JSON-ready dicts {result, claim, predicted, measured, tolerance, verdict}.
+
+    Finite numbers in predicted, measured and tolerance become floats; NaN and infinities
+    become strings (JSON has no NaN), as do booleans.
+
+    Args:
+        rows: Row objects.
+
+    Returns:
+        A list of dicts, one per row, in order.
+
+    Example:
+        A NaN prediction becomes the string 'nan':
+
+        >>> d = rows_to_json([Row("R1", "claim", float("nan"), 1.0, "+-0.5", "fail")])[0]
+        >>> d["predicted"], d["measured"], d["verdict"]
+        ('nan', 1.0, 'fail')
+    """
     return [{k: (_num(v) if k in ("predicted", "measured", "tolerance")
                  and not isinstance(v, str) else v) for k, v in asdict(r).items()} for r in rows]
 
@@ -896,7 +977,25 @@ def _seed_arg(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``alice-ref verify``."""
+    """Add the options of ``alice-ref verify`` to an argparse parser.
+
+    The options are --quick, --json PATH ('-' for stdout), --seed N (an integer >= 0) and
+    --only R3,R5 (results among R1-R8, any case, parsed into a set). A bad --seed or --only
+    makes ``parse_args`` exit with status 2 and a message naming the option.
+
+    Args:
+        parser: an argparse.ArgumentParser (or a subparser).
+
+    Example:
+        Parsing a selection of results:
+
+        >>> import argparse
+        >>> p = argparse.ArgumentParser()
+        >>> add_arguments(p)
+        >>> a = p.parse_args(["--only", "r5,R3", "--quick"])
+        >>> sorted(a.only), a.quick, a.seed, a.json_path
+        (['R3', 'R5'], True, 0, None)
+    """
     parser.add_argument("--quick", action="store_true",
                         help="fewer Monte Carlo samples (same rows, wider tolerances); < 10 s")
     parser.add_argument("--json", metavar="PATH", dest="json_path",
@@ -924,7 +1023,30 @@ def _progress_printer(stream):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry of ``alice-ref verify``: print the table; exit status 0 iff every row passes."""
+    """Entry of ``alice-ref verify``: run the checks, print the table and a summary line.
+
+    The table and the summary go to stdout, or to stderr when ``--json -`` puts the JSON on
+    stdout; on a terminal a progress line is shown on stderr.
+
+    Args:
+        args: the parsed options (seed, quick, only, json_path), as :func:`add_arguments`
+            defines them.
+
+    Returns:
+        The exit status: 0 iff there is at least one row and every row passes, 1 otherwise,
+        and 2 when the --json file cannot be written.
+
+    Example:
+        The R6 checks pass, and the summary line says so:
+
+        >>> import argparse, contextlib, io
+        >>> args = argparse.Namespace(seed=0, quick=True, only={"R6"}, json_path=None)
+        >>> out = io.StringIO()
+        >>> with contextlib.redirect_stdout(out):
+        ...     status = run(args)
+        >>> status, " 0 fail " in out.getvalue().splitlines()[-1]
+        (0, True)
+    """
     progress, done = _progress_printer(sys.stderr)
     start = time.perf_counter()
     try:
@@ -954,7 +1076,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    """Add the ``verify`` subcommand to an argparse subparsers object (handler in ``func``)."""
+    """Add the ``verify`` subcommand to an argparse subparsers object (handler in ``func``).
+
+    This is the registration hook that :mod:`alice_ref.cli` calls for each subcommand.
+
+    Args:
+        subparsers: the object returned by ``ArgumentParser.add_subparsers()``.
+
+    Returns:
+        The new subparser; its ``func`` default is :func:`run`.
+
+    Example:
+        Registering under a parent parser:
+
+        >>> import argparse
+        >>> sub = argparse.ArgumentParser(prog="alice-ref").add_subparsers()
+        >>> p = register(sub)
+        >>> p.prog, p.get_default("func") is run
+        ('alice-ref verify', True)
+    """
     p = subparsers.add_parser("verify", help=HELP, description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
@@ -963,7 +1103,26 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Stand-alone entry: ``python -m alice_ref.verify [options]``."""
+    """Stand-alone entry: ``python -m alice_ref.verify [options]``, as ``alice-ref verify``.
+
+    Args:
+        argv: the options (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status of :func:`run`.
+
+    Raises:
+        SystemExit: bad options (status 2, from argparse) or ``--help`` (status 0).
+
+    Example:
+        Running the R6 checks, with the table discarded:
+
+        >>> import contextlib, io
+        >>> with contextlib.redirect_stdout(io.StringIO()):
+        ...     status = main(["--only", "R6", "--quick"])
+        >>> status
+        0
+    """
     parser = argparse.ArgumentParser(prog="alice-ref verify", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)

@@ -35,18 +35,34 @@ EVALUATIONS = ("g+", "g-", "g0")
 
 
 class AliceJaxState(NamedTuple):
-    """State of :func:`alice` (a pytree; every leaf is a JAX array).
+    """State of :func:`alice` (a pytree; every leaf is a JAX array), ALICE.md's state.
 
-    count: int32 scalar, batches absorbed so far (ALICE.md's t; a skipped batch does not count).
-    key: the PRNG key (uint32[2]) from which each sample step splits its probe key.
-    mu: the centre, a pytree like the params (state dtype: the parameter's own, float32 for
-        float16/bfloat16 parameters). The caller's params are the look-ahead nu, not stored.
-    G, V, H, R: gradient, squared-gradient, curvature and glass-density averages, like mu.
-    skipped: int32 scalar, batches skipped because an evaluation was not finite (cumulative).
-    bad_eval: int32 scalar, -1 if the last batch was finite, else the first non-finite
-        evaluation (0: g+, 1: g-, 2: g0; see EVALUATIONS).
-    bad_leaf: int32 scalar, -1 or the index (``jax.tree.leaves`` order) of the first non-finite
-        leaf of that evaluation.
+    Attributes:
+        count: int32 scalar, batches absorbed so far (ALICE.md's t; a skipped batch does not
+            count).
+        key: the PRNG key (uint32[2]) from which each sample step splits its probe key.
+        mu: the centre, a pytree like the params (state dtype: the parameter's own, float32
+            for float16/bfloat16 parameters). The caller's params are the look-ahead nu, not
+            stored.
+        G: the gradient average, like mu.
+        V: the squared-gradient average, like mu.
+        H: the curvature average, like mu.
+        R: the glass-density average, like mu.
+        skipped: int32 scalar, batches skipped because an evaluation was not finite
+            (cumulative).
+        bad_eval: int32 scalar, -1 if the last batch was finite, else the first non-finite
+            evaluation (0 for g+, 1 for g-, 2 for g0; see EVALUATIONS).
+        bad_leaf: int32 scalar, -1 or the index (``jax.tree.leaves`` order) of the first
+            non-finite leaf of that evaluation.
+
+    Example:
+        A fresh state: nothing absorbed or skipped, zero averages, float32 state for float16
+        parameters:
+
+        >>> import jax.numpy as jnp, alice_jax
+        >>> s = alice_jax.alice(0.1).init({"w": jnp.ones(3, dtype=jnp.float16)})
+        >>> int(s.count), int(s.skipped), int(s.bad_eval), s.mu["w"].dtype, s.V["w"].tolist()
+        (0, 0, -1, dtype('float32'), [0.0, 0.0, 0.0])
     """
 
     count: jax.Array
@@ -112,28 +128,70 @@ def _gradient_function(value_fn, grad_fn, extra) -> Callable:
 
 def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = None,
           **hyperparameters) -> optax.GradientTransformationExtraArgs:
-    """The Alice optimiser (arXiv 2411.16914; ALICE.md) as an optax transformation.
+    """The Alice optimiser (arXiv 2411.16914; ALICE.md) as an optax gradient transformation.
 
-    ``learning_rate`` is Alice's lr: both the perturbation length sigma and the scale of the
-    step bounds. The other hyperparameters have alice_ref.AliceConfig's names, defaults and
-    checks (``betas, eps, w1, w2, phi, omega, limit_method, lr_min, lr_max,
-    scale_bounds_with_lr, hess_comp, grad_glass, quick_steps, nonfinite``); they are validated
-    here, so a bad value raises ValueError/TypeError naming it before anything is traced.
-    ``seed``: an int or a jax PRNG key; each sample step splits a fresh probe key from it.
+    One ``update`` is one batch of ALICE.md, with alice_ref's formulas: on a sample step
+    (warm-up, or t mod (q+1) = 0, R8) Alice evaluates ``jax.grad(value_fn)`` (or ``grad_fn``)
+    at nu + sigma z and nu - sigma z (z Rademacher signs from the state's key) and absorbs
+    |g+ - g-| / (2 sigma) into H and 2 (gbar - g0)^2 / sigma into R (R3); every batch absorbs
+    g0 into G and V; after warm-up it takes the bounded optimal step delta (R5, R6) and sets
+    mu' = mu + phi delta, nu' = mu + omega delta (R7; :func:`alice_ref.alice.alice_update`). The
+    schedule is traced (``jax.lax.cond``), so one jitted step serves every batch.
 
-    ``update(grads, state, params, *, value_fn, grad_fn=None, **extra)``:
-    ``params`` is the evaluation point nu and ``grads`` = g0 = grad L(nu) on the current
-    minibatch; ``value_fn(params) -> loss`` on the same minibatch (optax's line-search
-    convention: extra keyword arguments named in its signature are passed on). On a sample
-    step Alice evaluates ``jax.grad(value_fn)`` (or ``grad_fn``) at nu + sigma z and
-    nu - sigma z. The returned updates are nu' - nu (apply them unmodified, e.g. with
-    ``optax.apply_updates``); :func:`center` gives mu. Non-finite evaluations: the batch is
-    skipped (mu, count and every average kept exactly; updates are zero) and recorded in
-    ``state.skipped``/``bad_eval``/``bad_leaf``; :func:`check_finite` raises on it outside jit.
-    Under jit 'raise' cannot stop the step, so both ``nonfinite`` policies skip in the state.
+    The caller's ``params`` are the evaluation point nu and ``grads`` = g0 = grad L(nu) on the
+    current minibatch; the returned updates are nu' - nu (apply them unmodified, e.g. with
+    ``optax.apply_updates``); :func:`center` gives mu. A non-finite evaluation skips the batch
+    (mu, count and every average kept exactly; updates are zero) and is recorded in
+    ``state.skipped``, ``bad_eval`` and ``bad_leaf``; :func:`check_finite` raises on it outside
+    jit. Under jit 'raise' cannot stop the step, so both ``nonfinite`` policies skip in the
+    state.
 
-    ``_probe_fn(key, t, nu) -> z`` (test hook, not public API) replaces the Rademacher draw
-    (key: the step's subkey, t: the traced batch number, nu: the pytree in state dtype).
+    Args:
+        learning_rate: Alice's lr, a float: both the perturbation length sigma and the scale
+            of the step bounds (optax schedules are refused).
+        seed: an int or a JAX PRNG key; each sample step splits a fresh probe key from it.
+        _probe_fn: test hook, not public API. ``_probe_fn(key, t, nu) -> z`` replaces the
+            Rademacher draw (key: the step's subkey, t: the traced batch number, nu: the
+            pytree in state dtype).
+        **hyperparameters: alice_ref.AliceConfig's names, defaults and checks (betas, eps,
+            w1, w2, phi, omega, limit_method, lr_min, lr_max, scale_bounds_with_lr, hess_comp,
+            grad_glass, quick_steps, nonfinite).
+
+    Returns:
+        An optax.GradientTransformationExtraArgs. ``init(params)`` gives an AliceJaxState;
+        ``update(grads, state, params, *, value_fn=None, grad_fn=None, **extra)`` needs
+        ``value_fn(params) -> loss`` on the same minibatch, or ``grad_fn(params) -> grads``
+        (optax's line-search convention: extra keyword arguments named in their signature are
+        passed on).
+
+    Raises:
+        TypeError: a callable learning_rate, a seed that is neither an int nor a PRNG key, or
+            a hyperparameter of the wrong type; at update time, neither value_fn nor grad_fn.
+        ValueError: a hyperparameter out of range (raised here, before anything is traced);
+            at update time, no params.
+
+    Example:
+        On L(w) = sum (w - 1)^2 (Hessian 2 I, no glass) batch 1 is a warm-up sample step: H
+        takes 2, R takes 0 and nothing moves yet. A NaN gradient then skips batch 2:
+
+        >>> import jax, jax.numpy as jnp, alice_jax
+        >>> loss = lambda p: jnp.sum((p["w"] - 1.0) ** 2)
+        >>> params = {"w": jnp.zeros(3)}
+        >>> tx = alice_jax.alice(0.5, betas=(0.5, 0.999))  # warm-up: t <= 2
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update(jax.grad(loss)(params), state, params, value_fn=loss)
+        >>> int(state.count), state.H["w"].tolist(), state.R["w"].tolist()
+        (1, [2.0, 2.0, 2.0], [0.0, 0.0, 0.0])
+        >>> updates["w"].tolist()
+        [0.0, 0.0, 0.0]
+        >>> nan = {"w": jnp.full(3, jnp.nan)}
+        >>> updates, state = tx.update(nan, state, params, value_fn=loss)
+        >>> int(state.count), int(state.skipped), alice_jax.EVALUATIONS[int(state.bad_eval)]
+        (1, 1, 'g0')
+        >>> alice_jax.alice(0.5, betas=(0.5, 1.0))
+        Traceback (most recent call last):
+        ...
+        ValueError: betas[1] must be < 1.0, got 1.0
     """
     if callable(learning_rate):
         raise TypeError("learning_rate must be a float: Alice's lr is also its perturbation "
@@ -243,8 +301,30 @@ def _find_state(state):
 
 
 def center(state, like=None):
-    """The centre mu (the parameters for inference and checkpoints), a pytree in state dtype,
-    or in the dtypes of the pytree ``like`` when given. Accepts a chain state too."""
+    """The centre mu: the parameters for inference and checkpoints (ALICE.md step 6).
+
+    The caller's params hold the look-ahead nu; mu lives in the state.
+
+    Args:
+        state: an AliceJaxState, or an optax chain state that contains one.
+        like: optional pytree whose leaves' dtypes mu is cast to.
+
+    Returns:
+        mu, a pytree like the params, in state dtype or in the dtypes of ``like``.
+
+    Raises:
+        TypeError: no AliceJaxState in ``state``.
+
+    Example:
+        Before any update mu is the initial parameters, kept in float32 for float16 ones:
+
+        >>> import jax.numpy as jnp, optax, alice_jax
+        >>> params = {"w": jnp.ones(2, dtype=jnp.float16)}
+        >>> state = optax.chain(optax.identity(), alice_jax.alice(0.1)).init(params)
+        >>> mu = alice_jax.center(state)
+        >>> mu["w"].dtype, mu["w"].tolist(), alice_jax.center(state, like=params)["w"].dtype
+        (dtype('float32'), [1.0, 1.0], dtype('float16'))
+    """
     mu = _find_state(state).mu
     if like is None:
         return mu
@@ -252,11 +332,34 @@ def center(state, like=None):
 
 
 def check_finite(state) -> None:
-    """Raise alice_ref.NonFiniteGradientError if the last batch was skipped for a non-finite
-    evaluation (host side, not jit-able: call it on the state a jitted step returned).
+    """Raise if the last batch was skipped for a non-finite evaluation (host side).
 
-    The error names the leaf (index in ``jax.tree.leaves`` order, and its key path) and the
-    evaluation (g+, g- or g0); the state is exactly as before that batch."""
+    Reads ``bad_eval`` and ``bad_leaf`` of the state a (jitted) step returned; it is not
+    jit-able. The error names the leaf (its index in ``jax.tree.leaves`` order and, in a note,
+    its key path), the evaluation (g+, g- or g0) and the batch (count + 1); the state is
+    exactly as before that batch.
+
+    Args:
+        state: an AliceJaxState, or an optax chain state that contains one.
+
+    Raises:
+        alice_ref.NonFiniteGradientError: the last batch had a non-finite evaluation.
+        TypeError: no AliceJaxState in ``state``.
+
+    Example:
+        A state whose last batch failed at g- in leaf 1, as a step records it:
+
+        >>> import jax.numpy as jnp, alice_jax, alice_ref
+        >>> state = alice_jax.alice(0.1).init({"a": jnp.zeros(2), "b": jnp.zeros(3)})
+        >>> alice_jax.check_finite(state) is None  # a fresh state: nothing to report
+        True
+        >>> bad = state._replace(bad_eval=jnp.int32(1), bad_leaf=jnp.int32(1))
+        >>> try:
+        ...     alice_jax.check_finite(bad)
+        ... except alice_ref.NonFiniteGradientError as e:
+        ...     print(e.index, e.evaluation, e.t, e.__notes__)
+        1 g- 1 ["leaf 1 is params['b']"]
+    """
     s = _find_state(state)
     e = int(s.bad_eval)
     if e < 0:
@@ -270,8 +373,29 @@ def check_finite(state) -> None:
 
 
 def attributes(state) -> list[dict]:
-    """Per leaf (``jax.tree.leaves`` order): mean glass density and mean curvature (the official
-    optimiser's "attributes"), computed by alice_ref.attributes. Host side."""
+    """The official optimiser's "attributes" per leaf: mean glass density and mean curvature.
+
+    glass_density = mean(R) and curvature = mean(H) for each leaf, in ``jax.tree.leaves``
+    order, computed by :func:`alice_ref.alice.attributes`. Host side (not jit-able).
+
+    Args:
+        state: an AliceJaxState, or an optax chain state that contains one.
+
+    Returns:
+        A list with one dict {'glass_density': float, 'curvature': float} per leaf.
+
+    Raises:
+        TypeError: no AliceJaxState in ``state``.
+
+    Example:
+        The means of R and H of the one leaf:
+
+        >>> import jax.numpy as jnp, alice_jax
+        >>> state = alice_jax.alice(0.1).init({"w": jnp.zeros(2)})
+        >>> H, R = {"w": jnp.array([1.0, 3.0])}, {"w": jnp.array([0.5, 1.5])}
+        >>> alice_jax.attributes(state._replace(H=H, R=R))
+        [{'glass_density': 1.0, 'curvature': 2.0}]
+    """
     s = _find_state(state)
     leaves = lambda x: [np.asarray(v) for v in jax.tree.leaves(x)]  # noqa: E731
     mu = leaves(s.mu)

@@ -105,9 +105,12 @@ class AliceConfig:
     grad_glass: bool = True
     quick_steps: int = 3
     nonfinite: str = "raise"
+    _defaulted: frozenset = dataclasses.field(default=frozenset(), init=False, repr=False,
+                                              compare=False)
 
     def __post_init__(self):
         put = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        put("_defaulted", frozenset(k for k in ("phi", "lr_max") if getattr(self, k) is None))
         put("lr", _real("lr", self.lr, lo=0.0, lo_open=True))
         try:
             b1, b2 = self.betas
@@ -187,9 +190,8 @@ class AliceConfig:
     def replace(self, **changes) -> AliceConfig:
         """A new validated config with some fields changed (``dataclasses.replace``).
 
-        The resolved phi and lr_max are fields like the others, so they keep their values:
-        changing lr or betas does not re-derive lr_max = 2 lr or phi = 1 - beta1 (pass them
-        explicitly, or build a new AliceConfig, for that).
+        phi and lr_max that were left to their defaults (None) are derived again from the new
+        lr and betas; values given explicitly are kept.
 
         Args:
             **changes: field names and their new values.
@@ -202,18 +204,21 @@ class AliceConfig:
             ValueError: a value out of range, as for the constructor.
 
         Example:
-            Resolved fields keep their values; every change is validated:
+            Defaulted fields follow the change; every change is validated:
 
             >>> c = AliceConfig(lr=0.01, betas=(0.75, 0.999))
             >>> c2 = c.replace(lr=0.02)
-            >>> c2.lr, c2.lr_max, c.lr  # lr_max stays 0.02 = 2 x the old lr
-            (0.02, 0.02, 0.01)
+            >>> c2.lr, c2.lr_max, c.lr  # lr_max = 2 lr by default, so it follows
+            (0.02, 0.04, 0.01)
+            >>> AliceConfig(lr=0.01, lr_max=0.05).replace(lr=0.02).lr_max  # explicit: kept
+            0.05
             >>> c.replace(quick_steps=-1)
             Traceback (most recent call last):
             ...
             ValueError: quick_steps must be an integer >= 0, got -1
         """
-        return dataclasses.replace(self, **changes)
+        return dataclasses.replace(
+            self, **{k: None for k in self._defaulted if k not in changes}, **changes)
 
 
 class AliceState(NamedTuple):
@@ -394,6 +399,9 @@ def params_of(state: AliceState, like=None) -> list:
     """
     if like is None:
         return list(state.mu)
+    like = list(like)
+    if len(like) != len(state.mu):
+        raise ValueError(f"like has {len(like)} arrays but the state has {len(state.mu)} parameters")
     return [array_namespace(m).astype(m, p.dtype) for m, p in zip(state.mu, like)]
 
 
@@ -540,6 +548,8 @@ def absorb_curvature(H, R, g_plus, g_minus, g_zero, sigma: float, beta3, hess_co
         >>> absorb_curvature(z, z, gp, gm, g0, 0.5, 0.0, "rms", w2=0.5)[0].tolist()
         [4.25, 0.25]
     """
+    if hess_comp not in HESS_COMPS:
+        raise ValueError(f"hess_comp must be one of {HESS_COMPS}, got {hess_comp!r}")
     if hess_comp == "rms":
         h = curvature_magnitude(g_plus, g_minus, sigma, "rms") + w2 * w2
     else:

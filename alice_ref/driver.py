@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -406,8 +407,9 @@ class Alice:
         new = new._replace(**{f: tuple(array_namespace(p).astype(x, p.dtype)
                                        for x, p in zip(getattr(new, f), self.state.mu))
                               for f in ("mu", "nu", "G", "V", "H", "R")})
+        lr = _check_lr(d.get("lr", self.config.lr))
         self.rng.bit_generator.state = copy.deepcopy(d["rng"])
-        self.lr = float(d.get("lr", self.config.lr))
+        self.lr = lr
         self.state = new
 
 
@@ -450,8 +452,8 @@ def minimize(value_and_grad: Callable, params, n_batches: int, *, config: AliceC
         >>> len(losses), opt.state.t
         (5, 5)
     """
-    if int(n_batches) < 0:
-        raise ValueError(f"n_batches must be >= 0, got {n_batches!r}")
+    if isinstance(n_batches, bool) or not isinstance(n_batches, numbers.Integral) or n_batches < 0:
+        raise ValueError(f"n_batches must be an integer >= 0, got {n_batches!r}")
     opt = Alice(params, config, seed=seed, **hyper)
     losses = []
     for _ in range(int(n_batches)):

@@ -9,6 +9,7 @@ live in ``xp``.
 from __future__ import annotations
 
 import copy
+import numbers
 
 import numpy as np
 
@@ -355,6 +356,10 @@ class ReluTeacherStudent(_Landscape):
     """
 
     def __init__(self, n_in=6, n_hidden=12, *, teacher_hidden=8, n_samples=256, seed=0):
+        for name, v in (("n_in", n_in), ("n_hidden", n_hidden), ("teacher_hidden", teacher_hidden),
+                        ("n_samples", n_samples)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
         self.n_in, self.n_hidden = int(n_in), int(n_hidden)
         rng = np.random.default_rng(seed)
         self.X = rng.normal(size=(int(n_samples), self.n_in))

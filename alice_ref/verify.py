@@ -889,15 +889,12 @@ def format_table(rows, claim_width: int = 58, tol_width: int = 26) -> str:
     the verdict in upper case.
 
     Args:
-        rows: Row objects (their tolerance must be a string).
+        rows: Row objects.
         claim_width: the width of the claim column.
         tol_width: the width of the tolerance column.
 
     Returns:
         The table as one string: a header line, a rule, then the rows.
-
-    Raises:
-        AttributeError: a row whose tolerance is not a string.
 
     Example:
         One row under the header and the rule:
@@ -912,7 +909,7 @@ def format_table(rows, claim_width: int = 58, tol_width: int = 26) -> str:
 
     head = ("result", "claim", "predicted", "measured", "tolerance", "verdict")
     cells = [(r.result, textwrap.wrap(r.claim, claim_width) or [""], _fmt(r.predicted),
-              _fmt(r.measured), textwrap.wrap(r.tolerance, tol_width) or [""], r.verdict)
+              _fmt(r.measured), textwrap.wrap(str(r.tolerance), tol_width) or [""], r.verdict)
              for r in rows]
     wp = max([len(head[2])] + [len(c[2]) for c in cells])
     wm = max([len(head[3])] + [len(c[3]) for c in cells])

@@ -397,3 +397,23 @@ def test_docs_examples_run():
     assert blocks
     for code in blocks:
         exec(compile(code, str(DOC), "exec"), {})
+
+
+def test_replace_rederives_defaulted_phi_and_lr_max():
+    """Fields left to their defaults follow lr/betas through replace; explicit ones are kept."""
+    c = ar.AliceConfig(lr=0.01, betas=(0.75, 0.999))
+    d = c.replace(lr=0.03, betas=(0.5, 0.999))
+    assert d.lr_max == 2 * 0.03 and d.phi == 1 - 0.5
+    e = ar.AliceConfig(lr=0.01, lr_max=0.05, phi=0.3).replace(lr=0.02, betas=(0.5, 0.999))
+    assert e.lr_max == 0.05 and e.phi == 0.3
+
+
+def test_small_argument_checks():
+    s = ar.init([np.zeros(2)])
+    with pytest.raises(ValueError, match="like"):
+        ar.params_of(s, [np.zeros(2), np.zeros(1)])
+    z = np.zeros(2)
+    with pytest.raises(ValueError, match="hess_comp"):
+        ar.absorb_curvature(z, z, z, z, z, 0.1, 0.5, "ABS")
+    with pytest.raises(ValueError, match="n_batches"):
+        ar.minimize(lambda p: (0.0, [np.zeros(2)]), [np.zeros(2)], 2.5)

@@ -27,6 +27,8 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 # subcommand name -> module providing register(subparsers). Order = order in --help.
 SUBCOMMANDS: dict[str, str] = {
     "verify": "alice_ref.verify",
+    "probe": "alice_ref.probe_cmd",
+    "train": "alice_ref.train_cmd",
 }
 
 

@@ -1,0 +1,463 @@
+"""``alice-ref probe``: curvature diagnostics of a model (alice_ref.diagnostics) from the shell.
+
+Tasks: ``default`` -- the embedded ReLU teacher-student landscape in NumPy
+(landscapes.ReluTeacherStudent; groups W, c, v, d; no extra install) -- and ``digits`` -- a
+one-hidden-layer ReLU MLP on scikit-learn's bundled handwritten digits (real data, no download;
+extra ``data`` = scikit-learn, plus torch). Prints a table, writes ``probe.json`` and, when
+matplotlib is installed (extra ``plot``), ``power_law.png`` and ``coverage.png`` to ``--out``.
+
+Exit codes: 0 done; 1 the run failed (e.g. a non-finite loss); 2 bad arguments (argparse);
+3 an optional dependency of the chosen task is missing (the message names the extra).
+
+Also holds the small helpers ``alice-ref train`` shares: the progress bar, the digits data and
+MLP, and the matplotlib/JSON writers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import diagnostics as D
+from .landscapes import ReluTeacherStudent
+
+__all__ = [
+    "DEFAULT_GROUPS",
+    "MissingDependency",
+    "Progress",
+    "load_digits_data",
+    "main",
+    "make_mlp",
+    "register",
+    "run",
+]
+
+DEFAULT_GROUPS = ("W", "c", "v", "d")  # ReluTeacherStudent.param_sizes order
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_MISSING = 0, 1, 2, 3
+
+
+class MissingDependency(RuntimeError):
+    """An optional package needed by the chosen task is not installed."""
+
+
+# -- shared helpers ------------------------------------------------------------------------------
+
+class Progress:
+    """A progress bar: tqdm when installed, else a plain counter on stderr; silent if disabled."""
+
+    def __init__(self, total: int, desc: str = "", enabled: bool = True):
+        self.total, self.desc, self.enabled, self.n = int(total), desc, enabled, 0
+        self._bar, self._last = None, 0.0
+        if not enabled:
+            return
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            tqdm = None
+        if tqdm is not None:
+            self._bar = tqdm(total=self.total, desc=desc, leave=False, file=sys.stderr,
+                             dynamic_ncols=True)
+
+    def update(self, n: int = 1):
+        self.n += n
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(n)
+            return
+        now = time.monotonic()
+        if now - self._last > 0.5 or self.n >= self.total:
+            self._last = now
+            print(f"\r{self.desc}: {self.n}/{self.total}", end="", file=sys.stderr, flush=True)
+
+    def set(self, n: int):
+        """Move to absolute position n."""
+        if n > self.n:
+            self.update(n - self.n)
+
+    def close(self):
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.close()
+        else:
+            print(file=sys.stderr, flush=True)
+
+
+def _need_torch():
+    try:
+        import torch
+    except ImportError as e:
+        raise MissingDependency("this task needs torch: pip install 'alice-ref[torch]'") from e
+    return torch
+
+
+def load_digits_data(split_seed: int = 0, test_fraction: float = 0.2):
+    """scikit-learn's bundled 8x8 digits (1797 images, no download) as torch tensors.
+
+    Pixels scaled to [0, 1]; a stratified split fixed by ``split_seed``. Returns
+    (X_train, y_train, X_test, y_test) with float32 inputs and int64 labels.
+    """
+    torch = _need_torch()
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:
+        raise MissingDependency("--task digits needs scikit-learn: pip install "
+                                "'alice-ref[data]'") from e
+    X, y = load_digits(return_X_y=True)
+    X = X.astype(np.float32) / 16.0
+    rng = np.random.default_rng(split_seed)
+    test = np.zeros(len(y), dtype=bool)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        test[rng.choice(idx, round(test_fraction * len(idx)), replace=False)] = True
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
+    return t(X[~test]), t(y[~test].astype(np.int64)), t(X[test]), t(y[test].astype(np.int64))
+
+
+def make_mlp(seed: int, hidden: int = 64, n_in: int = 64, n_out: int = 10):
+    """A one-hidden-layer ReLU MLP (fc1 -> ReLU -> fc2), float32, initialised from ``seed``."""
+    torch = _need_torch()
+    from collections import OrderedDict
+
+    with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
+        torch.manual_seed(int(seed))
+        model = torch.nn.Sequential(OrderedDict([
+            ("fc1", torch.nn.Linear(n_in, hidden)), ("relu", torch.nn.ReLU()),
+            ("fc2", torch.nn.Linear(hidden, n_out))]))
+    return model
+
+
+def write_json(path: str, obj) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, allow_nan=False)
+        f.write("\n")
+
+
+def new_figure(w=10.0, h=4.0, ncols=1, nrows=1):
+    """A matplotlib Figure on the Agg canvas (no pyplot, no global backend change), or None."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None, None
+    fig = Figure(figsize=(w, h), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+# -- the probe -----------------------------------------------------------------------------------
+
+def _default_problem(args):
+    L = ReluTeacherStudent(seed=args.seed)
+    theta = L.init_params(seed=args.seed + 1)
+    rng = np.random.default_rng(args.seed + 2)
+    if args.pretrain:
+        theta = _pretrain_numpy(L, theta, args.pretrain, args.batch, rng)
+    batch = None if args.batch == 0 else np.sort(rng.choice(L.X.shape[0], args.batch,
+                                                           replace=False))
+    prob = D.from_flat(lambda th: (L.loss(th, batch), L.grad(th, batch)), theta,
+                       L.param_sizes, DEFAULT_GROUPS, lambda th: L.loss(th, batch))
+    meta = {"task": "default", "model": "ReluTeacherStudent(n_in=6, n_hidden=12, "
+            "teacher_hidden=8, n_samples=256)", "batch": args.batch or int(L.X.shape[0]),
+            "pretrain_adam_steps": args.pretrain}
+    return prob, meta
+
+
+def _pretrain_numpy(L, theta, steps, batch, rng, lr=1e-2):
+    """Plain Adam (lr 1e-2, betas 0.9/0.999) minibatch steps to probe a trained point."""
+    m, v = np.zeros_like(theta), np.zeros_like(theta)
+    n = L.X.shape[0]
+    for t in range(1, steps + 1):
+        idx = None if batch == 0 else rng.choice(n, batch, replace=False)
+        g = L.grad(theta, idx)
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        theta = theta - lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+    return theta
+
+
+def _digits_problem(args):
+    torch = _need_torch()
+    Xtr, ytr, _, _ = load_digits_data()
+    model = make_mlp(args.seed)
+    loss_fn = torch.nn.functional.cross_entropy
+    g = torch.Generator().manual_seed(args.seed + 2)
+    if args.pretrain:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(args.pretrain):
+            idx = torch.randint(len(ytr), (args.batch or len(ytr),), generator=g)
+            opt.zero_grad()
+            loss_fn(model(Xtr[idx]), ytr[idx]).backward()
+            opt.step()
+    idx = torch.randperm(len(ytr), generator=g)[:args.batch] if args.batch else \
+        torch.arange(len(ytr))
+    prob = D.from_torch(model, loss_fn, Xtr[idx], ytr[idx], groups="parameters")
+    meta = {"task": "digits", "model": "MLP 64-64-10 (ReLU), cross-entropy, float32",
+            "data": "sklearn.datasets.load_digits (train split)",
+            "batch": len(idx), "pretrain_adam_steps": args.pretrain}
+    return prob, meta
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", choices=("default", "digits"), default="default",
+                   help="default: NumPy ReLU teacher-student (no extra install); digits: torch "
+                        "MLP on scikit-learn's bundled digits (extras data, torch)")
+    p.add_argument("--seed", type=int, default=0, help="seed of model, batch and probes")
+    p.add_argument("--samples", type=int, default=None,
+                   help="antithetic probe pairs for density/curvature (default 32, quick 6)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="random steps per step size for the loss prediction (default 48, "
+                        "quick 8)")
+    p.add_argument("--sigma", type=float, default=1e-2,
+                   help="probe length sigma (Alice's lr); sweep sigma*2^k, k=-3..3; steps "
+                        "sigma*(1/4..4)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="fixed minibatch size the loss is probed on (0: all training data; "
+                        "default 32 for default, 64 for digits)")
+    p.add_argument("--pretrain", type=int, default=0,
+                   help="Adam (lr 1e-2) minibatch steps before probing (0: probe at init)")
+    p.add_argument("--direction", choices=D.DIRECTIONS + ("both",), default="both",
+                   help="random steps of the loss prediction: rademacher (every element "
+                        "+-tau), coordinate (one element +-tau) or both (default)")
+    p.add_argument("--out", default=None, help="directory for probe.json and the PNG plots")
+    p.add_argument("--quick", action="store_true", help="few probes/steps (smoke test)")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG plots")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register(subparsers):
+    """Add the ``probe`` subcommand to an argparse subparsers object; returns its parser.
+
+    The handler is stored as ``func`` (``args.func(args)`` returns the exit code).
+    """
+    p = subparsers.add_parser(
+        "probe", help="curvature diagnostics: glass density, curvature, power law, loss "
+                      "prediction per layer",
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def main(argv=None) -> int:
+    """Stand-alone entry: ``python -m alice_ref.probe_cmd [options]``."""
+    parser = argparse.ArgumentParser(prog="alice-ref probe", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def _validate(args):
+    if args.samples is None:
+        args.samples = 6 if args.quick else 32
+    if args.steps is None:
+        args.steps = 8 if args.quick else 48
+    if args.batch is None:
+        args.batch = 32 if args.task == "default" else 64
+    for name in ("samples", "steps"):
+        if getattr(args, name) < 2:
+            raise ValueError(f"--{name} must be >= 2, got {getattr(args, name)}")
+    if args.batch < 0 or args.pretrain < 0:
+        raise ValueError("--batch and --pretrain must be >= 0")
+    if not (args.sigma > 0 and math.isfinite(args.sigma)):
+        raise ValueError(f"--sigma must be > 0, got {args.sigma}")
+    if args.task == "default" and args.batch > 256:
+        raise ValueError(f"--batch must be <= 256 for the default task, got {args.batch}")
+
+
+def run(args) -> int:
+    """Handler of ``alice-ref probe``; returns the exit code."""
+    try:
+        _validate(args)
+    except ValueError as e:
+        print(f"alice-ref probe: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        prob, meta = (_digits_problem if args.task == "digits" else _default_problem)(args)
+    except MissingDependency as e:
+        print(f"alice-ref probe: {e}", file=sys.stderr)
+        return EXIT_MISSING
+    sigma = args.sigma
+    n_sweep = max(2, args.samples // 2)
+    scales = [sigma * 2.0 ** k for k in range(-3, 4)]
+    steps = [sigma * f for f in (0.25, 0.5, 1.0, 2.0, 4.0)]
+    directions = list(D.DIRECTIONS) if args.direction == "both" else [args.direction]
+    total = ((1 + 2 * args.samples) + (1 + n_sweep * len(scales))
+             + args.steps * len(steps) * len(directions))
+    bar = Progress(total, f"probe {args.task}", enabled=not args.no_progress)
+    base = {"curvature": 0, "power_law": 1 + 2 * args.samples}
+    for k, d in enumerate(directions):
+        base[f"loss_prediction:{d}"] = (2 + 2 * args.samples + n_sweep * len(scales)
+                                        + k * args.steps * len(steps))
+    meta.update({"sigma": sigma, "seed": args.seed, "directions": directions,
+                 "groups": list(prob.groups)})
+    t0 = time.perf_counter()
+    try:
+        rep = D.diagnose(prob, sigma, n_probes=args.samples, scales=scales,
+                         sweep_probes=n_sweep, step_sizes=steps, n_steps=args.steps,
+                         direction=directions, seed=args.seed,
+                         callback=lambda stage, d, t: bar.set(base[stage] + d), meta=meta)
+    except (FloatingPointError, ValueError) as e:
+        bar.close()
+        print(f"alice-ref probe: failed: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    bar.close()
+    if not math.isfinite(rep.curvature.loss):
+        print("alice-ref probe: failed: the loss at the probe point is not finite",
+              file=sys.stderr)
+        return EXIT_FAIL
+    rep.meta["seconds"] = round(time.perf_counter() - t0, 3)
+    rep.meta["evaluations"] = (rep.curvature.evaluations + rep.power_law.evaluations
+                               + sum(r.evaluations for r in rep.loss_prediction))
+    print(format_report(rep))
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        d = rep.to_dict()
+        written = [os.path.join(args.out, "probe.json")]
+        if not args.no_plot:
+            written += plot_report(rep, args.out)
+        d["meta"]["files"] = [os.path.basename(w) for w in written]
+        write_json(written[0], d)
+        print("wrote " + ", ".join(written))
+    return EXIT_OK
+
+
+# -- output --------------------------------------------------------------------------------------
+
+def _pm(e, fmt="{:.3g}"):
+    if e.value is None or not math.isfinite(e.value):
+        return "n/a"
+    se = "n/a" if not math.isfinite(e.se) else fmt.format(e.se)
+    return f"{fmt.format(e.value)} ± {se}"
+
+
+def format_report(rep: D.DiagnosticsReport) -> str:
+    """The plain-text tables printed by ``alice-ref probe``."""
+    c, pl = rep.curvature, rep.power_law
+    lines = [(f"task {rep.meta.get('task', '?')}: loss {c.loss:.6g} at the probe point, "
+             f"sigma {c.sigma:g}, {c.n_probes} probe pairs "
+             f"(± is the two-way standard error)"), ""]
+    hdr = (f"{'group':<12} {'n':>6} {'glass density rho':>22} {'hessian mean':>20} "
+           f"{'|h| (abs)':>10} {'h^2 (rms)':>10} {'alpha/|h|':>18}")
+    lines += [hdr, "-" * len(hdr)]
+    for g in c.groups:
+        lines.append(f"{g.name[:12]:<12} {g.size:>6} {_pm(g.glass_density):>22} "
+                     f"{_pm(g.hessian_mean):>20} {g.curvature_abs.value:>10.3g} "
+                     f"{g.curvature_rms.value:>10.3g} {_pm(g.glass_to_hessian):>18}")
+    lines += ["", (f"power law E||g(nu+tz)-g(nu)||^2 ~ t^p, t = {pl.scales[0]:.3g}.."
+              f"{pl.scales[-1]:.3g} ({int(pl.ci_level * 100)}% CI; 1 = glass, 2 = Hessian)")]
+    hdr = f"{'group':<12} {'p':>7} {'se':>7} {'CI':>18} {'fit se':>7}  regime"
+    lines += [hdr, "-" * len(hdr)]
+    for g in pl.groups:
+        ci = f"[{g.ci[0]:.3f}, {g.ci[1]:.3f}]" if math.isfinite(g.se) else "n/a"
+        lines.append(f"{g.name[:12]:<12} {g.p:>7.3f} {g.se:>7.3f} {ci:>18} {g.fit_se:>7.3f}  "
+                     f"{g.regime}")
+    for lp in rep.loss_prediction:
+        lines += ["", (f"loss prediction, {lp.direction} steps (rho pooled per {lp.pool}): "
+                  f"coverage = P(|dL - Q| <= B), nominal >= {D.NOMINAL_COVERAGE:.3f}; "
+                  f"ratio = mean|dL - Q| / mean B (R4: <= 1)")]
+        hdr = (f"{'tau':>9} {'coverage':>14} {'dL<=Q+B':>8} {'ratio':>14} {'mean|dL|':>10} "
+               f"{'|dL-lin|':>10} {'|dL-Q|':>10}")
+        lines += [hdr, "-" * len(hdr)]
+        for s in lp.steps:
+            lines.append(f"{s.tau:>9.3g} {s.coverage:>7.2f} ± {s.coverage_se:<4.2f} "
+                         f"{s.upper_coverage:>8.2f} {s.mean_ratio:>6.3f} ± "
+                         f"{s.mean_ratio_se:<5.3f} {s.mean_abs_dl:>10.3g} {s.mae_linear:>10.3g} "
+                         f"{s.mae_quadratic:>10.3g}")
+    return "\n".join(lines)
+
+
+def _logx(ax):
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def plot_report(rep: D.DiagnosticsReport, out: str) -> list:
+    """power_law.png (per group, log-log with fit) and coverage.png; [] without matplotlib."""
+    groups = rep.power_law.groups
+    ncols = min(4, len(groups))
+    nrows = math.ceil(len(groups) / ncols)
+    fig, axes = new_figure(3.2 * ncols, 3.0 * nrows, ncols, nrows)
+    if fig is None:
+        return []
+    files = []
+    for ax, g in zip(axes.ravel(), groups):
+        t, y, se = np.asarray(g.t), np.asarray(g.y), np.asarray(g.y_se)
+        ok = y > 0
+        ax.errorbar(t[ok], y[ok], yerr=np.where(np.isfinite(se[ok]), se[ok], 0.0), fmt="o",
+                    ms=4, capsize=2, label="measured")
+        if math.isfinite(g.p) and ok.all():
+            lt, ly = np.log(t), np.log(y)
+            a = ly.mean() - g.p * lt.mean()
+            ax.plot(t, np.exp(a + g.p * lt), "-", lw=1.2,
+                    label=f"fit p = {g.p:.2f} [{g.ci[0]:.2f}, {g.ci[1]:.2f}]")
+            for q, style in ((1.0, ":"), (2.0, "--")):
+                ax.plot(t, y[len(y) // 2] * (t / t[len(t) // 2]) ** q, style, color="gray",
+                        lw=0.8, label=f"slope {q:g}")
+        ax.axvline(rep.curvature.sigma, color="k", lw=0.5, alpha=0.4)
+        _logx(ax)
+        ax.set_yscale("log")
+        ax.set_title(f"{g.name} (n={g.size}): {g.regime}", fontsize=9)
+        ax.set_xlabel("perturbation length t")
+        ax.legend(fontsize=6.5)
+    for ax in axes.ravel()[len(groups):]:
+        ax.set_visible(False)
+    axes[0, 0].set_ylabel("E mean (g(nu+tz) - g(nu))^2")
+    fig.suptitle(f"R1 power law per group ({rep.meta.get('task', '')}); "
+                 f"vertical line: sigma", fontsize=10)
+    files.append(os.path.join(out, "power_law.png"))
+    fig.savefig(files[-1], dpi=110)
+
+    fig, axes = new_figure(11.5, 3.6, 3, 1)
+    for k, lp in enumerate(rep.loss_prediction):
+        steps, col = lp.steps, f"C{k}"
+        tau = np.array([s.tau for s in steps])
+        lab = lp.direction
+        ax = axes[0, 0]
+        ax.errorbar(tau, [s.coverage for s in steps], yerr=[s.coverage_se for s in steps],
+                    fmt="o-", color=col, capsize=2, label=f"{lab}: |dL - Q| <= B")
+        ax.plot(tau, [s.upper_coverage for s in steps], "s--", color=col, ms=4, alpha=0.6,
+                label=f"{lab}: dL <= Q + B")
+        ax = axes[0, 1]
+        ax.errorbar(tau, [s.mean_ratio for s in steps], yerr=[s.mean_ratio_se for s in steps],
+                    fmt="o-", color=col, capsize=2, label=lab)
+        ax = axes[0, 2]
+        dl = np.array([s.mean_abs_dl for s in steps])
+        rel = lambda v, dl=dl: np.asarray(v) / dl
+        ax.plot(tau, rel([s.mae_linear for s in steps]), "o:", color=col,
+                label=f"{lab}: |dL - g.d| (linear)")
+        ax.plot(tau, rel([s.mae_quadratic for s in steps]), "s-", color=col,
+                label=f"{lab}: |dL - Q| (diag. quadratic)")
+        ax.plot(tau, rel([s.mean_bound for s in steps]), "^--", color=col, alpha=0.6,
+                label=f"{lab}: B (R4 glass bound)")
+    ax = axes[0, 0]
+    ax.axhline(D.NOMINAL_COVERAGE, color="gray", ls=":", label="nominal (Gaussian glass)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("fraction of random steps")
+    ax.set_title("coverage of R4's bound", fontsize=9)
+    axes[0, 1].axhline(1.0, color="gray", ls=":")
+    axes[0, 1].set_yscale("log")
+    axes[0, 1].set_title("mean|dL - Q| / mean B  (R4: <= 1)", fontsize=9)
+    axes[0, 2].set_yscale("log")
+    axes[0, 2].set_title("errors relative to mean |dL|", fontsize=9)
+    for ax in axes[0]:
+        _logx(ax)
+        ax.set_xlabel("step size tau (per element)")
+        ax.legend(fontsize=6.5)
+    fig.suptitle(f"loss prediction ({rep.meta.get('task', '')}, sigma {rep.curvature.sigma:g})",
+                 fontsize=10)
+    files.append(os.path.join(out, "coverage.png"))
+    fig.savefig(files[-1], dpi=110)
+    return files
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

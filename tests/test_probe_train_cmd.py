@@ -1,0 +1,277 @@
+"""``alice-ref probe`` and ``alice-ref train``: exit codes, JSON/CSV schema, plots, budgets.
+
+The handlers are called in-process (``main(argv)`` and ``register(subparsers)``) with --quick
+and a temporary --out directory.
+"""
+
+import argparse
+import csv
+import importlib.util
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from alice_ref import probe_cmd, train_cmd
+
+HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_ok(path):
+    with open(path, "rb") as f:
+        return f.read(8) == PNG_MAGIC
+
+
+# -- probe -------------------------------------------------------------------------------------
+
+def test_probe_default_quick_writes_json_and_plots(tmp_path, capsys):
+    rc = probe_cmd.main(["--quick", "--samples", "3", "--steps", "3", "--out", str(tmp_path),
+                         "--no-progress"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "glass density" in out and "power law" in out and "coverage" in out
+    d = json.loads((tmp_path / "probe.json").read_text())
+    assert d["meta"]["task"] == "default"
+    assert d["meta"]["groups"] == ["W", "c", "v", "d"]
+    groups = d["curvature"]["groups"]
+    assert [g["name"] for g in groups] == ["W", "c", "v", "d"]
+    assert [g["size"] for g in groups] == [72, 12, 12, 1]  # ReluTeacherStudent.param_sizes
+    for g in groups:
+        assert g["glass_density"]["value"] >= 0 and g["curvature_abs"]["value"] >= 0
+    assert d["curvature"]["n_probes"] == 3
+    assert d["curvature"]["evaluations"] == 1 + 2 * 3
+    for g in d["power_law"]["groups"]:
+        assert set(g) >= {"p", "se", "ci", "t", "y", "regime"}
+        assert len(g["t"]) == 7
+    assert [lp["direction"] for lp in d["loss_prediction"]] == ["rademacher", "coordinate"]
+    for lp in d["loss_prediction"]:
+        assert len(lp["steps"]) == 5
+        for s in lp["steps"]:
+            assert 0.0 <= s["coverage"] <= 1.0 and s["n_steps"] == 3
+    assert d["constants"]["NOMINAL_COVERAGE"] == pytest.approx(math.erf(1 / math.sqrt(math.pi)))
+    if HAVE_MPL:
+        assert _png_ok(tmp_path / "power_law.png") and _png_ok(tmp_path / "coverage.png")
+        assert set(d["meta"]["files"]) == {"probe.json", "power_law.png", "coverage.png"}
+    else:
+        assert d["meta"]["files"] == ["probe.json"]
+
+
+def test_probe_same_seed_same_json(tmp_path):
+    args = ["--quick", "--samples", "2", "--steps", "2", "--no-plot", "--no-progress",
+            "--direction", "coordinate"]
+    assert probe_cmd.main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert probe_cmd.main(args + ["--out", str(tmp_path / "b")]) == 0
+    a, b = (json.loads((tmp_path / x / "probe.json").read_text()) for x in "ab")
+    for d in (a, b):
+        d["meta"].pop("seconds")
+    assert a == b
+    assert not (tmp_path / "a" / "power_law.png").exists()
+
+
+def test_probe_bad_arguments_exit_2(capsys):
+    assert probe_cmd.main(["--samples", "1", "--no-progress"]) == 2
+    assert probe_cmd.main(["--sigma", "-1", "--no-progress"]) == 2
+    assert probe_cmd.main(["--batch", "999", "--no-progress"]) == 2
+    assert "error" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        probe_cmd.main(["--task", "imagenet"])
+    assert e.value.code == 2
+
+
+def test_probe_missing_dependency_exit_3(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn -> ImportError
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    assert probe_cmd.main(["--task", "digits", "--quick", "--no-progress"]) == 3
+    assert "alice-ref[data]" in capsys.readouterr().err
+
+
+def test_probe_digits_quick(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    rc = probe_cmd.main(["--task", "digits", "--quick", "--samples", "2", "--steps", "2",
+                         "--out", str(tmp_path), "--no-plot", "--no-progress"])
+    assert rc == 0
+    d = json.loads((tmp_path / "probe.json").read_text())
+    assert [g["name"] for g in d["curvature"]["groups"]] == ["fc1.weight", "fc1.bias",
+                                                            "fc2.weight", "fc2.bias"]
+    assert [g["size"] for g in d["curvature"]["groups"]] == [64 * 64, 64, 640, 10]
+    assert d["meta"]["batch"] == 64
+
+
+def test_register_into_a_parent_parser(tmp_path):
+    parser = argparse.ArgumentParser(prog="alice-ref")
+    sub = parser.add_subparsers(dest="command", required=True)
+    assert probe_cmd.register(sub).prog.endswith("probe")
+    assert train_cmd.register(sub).prog.endswith("train")
+    args = parser.parse_args(["probe", "--quick", "--samples", "2", "--steps", "2",
+                              "--no-progress", "--no-plot", "--out", str(tmp_path)])
+    assert args.func(args) == 0
+    args = parser.parse_args(["train", "--quick", "--seeds", "1", "--budget", "40",
+                              "--optimizers", "alice,adam", "--no-progress", "--no-plot"])
+    assert args.func(args) == 0
+
+
+# -- train -------------------------------------------------------------------------------------
+
+def _alice_batches(budget, beta1=0.9, q=3):
+    """Batches Alice fits in a budget: sample steps (3 evaluations) in warm-up t <= 1/(1-beta1)
+    and when t mod (q+1) = 0, else quick steps (1) -- ALICE.md steps 1-2 and R8."""
+    t = evals = 0
+    while True:
+        cost = 3 if (t + 1 <= 1 / (1 - beta1) or (t + 1) % (q + 1) == 0) else 1
+        if evals + cost > budget:
+            return t, evals
+        t, evals = t + 1, evals + cost
+
+
+def test_train_default_quick_equal_budgets(tmp_path, capsys):
+    budget = 61
+    rc = train_cmd.main(["--quick", "--seeds", "2", "--budget", str(budget), "--out",
+                         str(tmp_path), "--no-progress"])
+    assert rc == 0
+    assert "adahessian skipped" in capsys.readouterr().out
+    d = json.loads((tmp_path / "train.json").read_text())
+    names = [r["optimizer"] for r in d["summary"]]
+    assert names == ["alice", "alice-abs", "alice-glass", "alice-rms", "adam", "sgdm"]
+    batches, evals = _alice_batches(budget)
+    for r in d["runs"]:
+        if r["optimizer"].startswith("alice"):
+            assert (r["batches"], r["evaluations"]) == (batches, evals)
+        else:
+            assert (r["batches"], r["evaluations"]) == (budget, budget)
+        assert r["curve_evals"][0] == 0 and r["curve_evals"][-1] == r["evaluations"]
+        assert r["final_loss"] == r["curve_loss"][-1] and not r["diverged"]
+    for row in d["summary"]:
+        losses = [r["final_loss"] for r in d["runs"] if r["optimizer"] == row["optimizer"]]
+        assert row["final_loss_mean"] == pytest.approx(np.mean(losses))
+        assert row["final_loss_std"] == pytest.approx(np.std(losses, ddof=1))
+        # every optimiser improves on the starting loss (same start for a given seed)
+        starts = [r["curve_loss"][0] for r in d["runs"] if r["optimizer"] == row["optimizer"]]
+        assert row["final_loss_mean"] < np.mean(starts)
+    with open(tmp_path / "train.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 * 2 and set(rows[0]) >= {"optimizer", "seed", "final_loss"}
+    if HAVE_MPL:
+        assert _png_ok(tmp_path / "train_curves.png")
+
+
+def test_train_bad_arguments_exit_2():
+    assert train_cmd.main(["--optimizers", "lbfgs", "--no-progress"]) == 2
+    assert train_cmd.main(["--budget", "1", "--no-progress"]) == 2
+    assert train_cmd.main(["--lr", "adam=-1", "--no-progress"]) == 2
+    assert train_cmd.main(["--seeds", "0", "--no-progress"]) == 2
+    assert train_cmd.main(["--optimizers", "adahessian", "--no-progress"]) == 2
+
+
+def test_train_tune_picks_from_grid():
+    out = {}
+    orig = train_cmd.format_summary
+
+    def capture(o):
+        out.update(o)
+        return orig(o)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(train_cmd, "format_summary", capture)
+    try:
+        assert train_cmd.main(["--quick", "--tune", "--seeds", "1", "--budget", "20",
+                               "--optimizers", "sgdm", "--no-progress"]) == 0
+    finally:
+        mp.undo()
+    grid = out["tuning"]["sgdm"]["grid"]
+    base = train_cmd.DEFAULT_LR["default"]["sgdm"]
+    assert [g["lr"] for g in grid] == pytest.approx([base * f for f in train_cmd.TUNE_FACTORS])
+    best = min(grid, key=lambda g: g["worst_final_loss"])
+    assert out["learning_rates"]["sgdm"] == best["lr"]
+
+
+def test_numpy_baselines_match_torch_optim():
+    torch = pytest.importorskip("torch")
+    A = np.array([[3.0, 1.0], [1.0, 2.0]])
+    grad = lambda th: A @ th - 1.0
+    for mine, make in ((train_cmd.AdamNumpy, lambda p: torch.optim.Adam(p, lr=0.1)),
+                       (train_cmd.SGDMomentumNumpy,
+                        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9))):
+        th0 = np.array([1.0, -2.0])
+        opt = mine(th0, 0.1)
+        p = torch.tensor(th0, requires_grad=True)
+        ref = make([p])
+        for _ in range(25):
+            opt.step(grad)
+            p.grad = torch.tensor(grad(p.detach().numpy()))
+            ref.step()
+        np.testing.assert_allclose(opt.theta, p.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_train_digits_quick(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    budget = 40
+    rc = train_cmd.main(["--task", "digits", "--quick", "--seeds", "1", "--budget", str(budget),
+                         "--optimizers", "alice,alice-glass,adam,sgdm", "--out", str(tmp_path),
+                         "--no-plot", "--no-progress"])
+    assert rc == 0
+    d = json.loads((tmp_path / "train.json").read_text())
+    have_at = importlib.util.find_spec("alice_torch") is not None
+    batches, evals = _alice_batches(budget)
+    for r in d["runs"]:
+        assert 0.0 <= r["final_test_accuracy"] <= 1.0
+        if r["optimizer"].startswith("alice"):
+            assert r["impl"] == ("alice_torch.Alice" if have_at else
+                                 "alice_ref.driver.Alice on torch tensors")
+            assert (r["batches"], r["evaluations"]) == (batches, evals)
+        else:
+            assert r["evaluations"] == budget
+    assert {row["optimizer"] for row in d["summary"]} == {"alice", "alice-glass", "adam", "sgdm"}
+
+
+def test_train_digits_with_alice_torch(tmp_path):
+    pytest.importorskip("alice_torch")
+    pytest.importorskip("sklearn")
+    rc = train_cmd.main(["--task", "digits", "--quick", "--seeds", "1", "--budget", "20",
+                         "--optimizers", "alice-rms", "--out", str(tmp_path), "--no-plot",
+                         "--no-progress"])
+    assert rc == 0
+    d = json.loads((tmp_path / "train.json").read_text())
+    assert d["summary"][0]["impl"] == "alice_torch.Alice"
+
+
+def test_train_digits_alice_fallback_on_core_driver(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    monkeypatch.setattr(train_cmd, "_alice_torch_or_none", lambda: None)
+    budget = 45  # warm-up (10 sample steps) takes 30; updates start after it
+    rc = train_cmd.main(["--task", "digits", "--quick", "--seeds", "1", "--budget", str(budget),
+                         "--optimizers", "alice", "--out", str(tmp_path), "--no-plot",
+                         "--no-progress"])
+    assert rc == 0
+    d = json.loads((tmp_path / "train.json").read_text())
+    (run,) = d["runs"]
+    assert run["impl"] == "alice_ref.driver.Alice on torch tensors"
+    assert (run["batches"], run["evaluations"]) == _alice_batches(budget)
+    assert run["final_loss"] < run["curve_loss"][0]
+    assert any("alice_torch is not importable" in n for n in d["notes"])
+
+
+def test_train_digits_adahessian_when_installed(tmp_path):
+    pytest.importorskip("pytorch_optimizer")
+    pytest.importorskip("sklearn")
+    rc = train_cmd.main(["--task", "digits", "--quick", "--seeds", "1", "--budget", "21",
+                         "--optimizers", "adahessian", "--out", str(tmp_path), "--no-plot",
+                         "--no-progress"])
+    assert rc == 0
+    (run,) = json.loads((tmp_path / "train.json").read_text())["runs"]
+    assert (run["batches"], run["evaluations"]) == (10, 20)  # 2 evaluations per batch
+
+
+def test_progress_counter_without_tqdm(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    bar = probe_cmd.Progress(3, "demo")
+    for _ in range(3):
+        bar.update()
+    bar.close()
+    assert "demo: 3/3" in capsys.readouterr().err

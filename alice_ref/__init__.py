@@ -15,7 +15,7 @@ from .glass import glass_line_covariance, power_law_exponent
 from .kernels import curvature_magnitude, glass_density, glass_density_from_line, glass_kernel
 from .nesterov import exact_phi, nesterov_lag
 from .sampling import hessian_diag, rademacher_from_uniform, rademacher_variance
-from .schedule import curvature_beta, ema_beta, is_sample_step, sample_cost, warmup_length
+from .cost import curvature_beta, ema_beta, is_sample_step, sample_cost, warmup_length
 from .steps import ALPHA_COEFF, bounded_step, effective_curvature, optimal_step
 
 __version__ = "0.1.0"

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from ._xp import array_namespace, device, is_array_api_obj
 from .kernels import curvature_magnitude, glass_density
-from .schedule import curvature_beta, ema_beta, is_sample_step, warmup_length
+from .cost import curvature_beta, ema_beta, is_sample_step, warmup_length
 from .steps import LIMIT_METHODS, _bounded_step
 
 __all__ = ["AliceConfig", "AliceState", "Schedule", "HESS_COMPS", "NONFINITE_POLICIES",
@@ -290,7 +290,7 @@ def schedule(t: int, config: AliceConfig) -> Schedule:
 
     beta_kt = min(beta_k, (t-1)/t) for k = 1, 2, 3 with beta3 = 1 - (q+1)(1 - beta2); warm-up
     iff t <= 1/(1 - beta1) (exact for the decimal beta1, see
-    :func:`alice_ref.schedule.warmup_length`); sample step iff warm-up or t mod (q+1) = 0; state
+    :func:`alice_ref.cost.warmup_length`); sample step iff warm-up or t mod (q+1) = 0; state
     update iff t > 1/(1 - beta1).
 
     Args:

@@ -49,7 +49,7 @@ from .probe_cmd import (
     new_figure,
     write_json,
 )
-from .schedule import is_sample_step
+from .cost import is_sample_step
 
 __all__ = [
     "ALICE_VARIANTS",

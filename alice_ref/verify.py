@@ -23,7 +23,6 @@ Programmatic use::
 from __future__ import annotations
 
 import argparse
-import importlib
 import itertools
 import json
 import math
@@ -42,13 +41,11 @@ from . import driver as _driver
 from . import glass as _glass
 from . import kernels as _kernels
 from . import nesterov as _nesterov
+from . import cost as _cost
 from . import sampling as _sampling
 from . import steps as _steps
 from .landscapes import Quadratic, ReluTeacherStudent, SeparableGlass
 
-# The package attribute alice_ref.schedule is the function alice.schedule (re-exported by
-# __init__), which shadows the submodule: fetch the module itself.
-_schedule = importlib.import_module(".schedule", __package__)
 
 __all__ = ["Row", "CHECKS", "run_checks", "format_table", "rows_to_json", "add_arguments", "run",
            "register", "main", "HELP", "DESCRIPTION"]
@@ -767,7 +764,7 @@ def _r8(ctx):
     q = 3
     n = periods * (q + 1)
     count = _count_evaluations(q, n, rng)
-    pred = n * _schedule.sample_cost(q)
+    pred = n * _cost.sample_cost(q)
     rows.append(_flag_row("R8", f"quick_steps q = {q}: gradient evaluations made by the driver "
                           f"over {n} post-warm-up batches = N (3 + q)/(q + 1) (sample_cost)",
                           pred, count, count == pred, "exact count"))
@@ -775,7 +772,7 @@ def _r8(ctx):
     for q in (0, 1, 2, 7):
         n = ctx.size(10, 3) * (q + 1)
         c = _count_evaluations(q, n, rng)
-        p = n * _schedule.sample_cost(q)
+        p = n * _cost.sample_cost(q)
         total_pred, total, ok = total_pred + p, total + c, ok and c == p
     rows.append(_flag_row("R8", "quick_steps q in {0, 1, 2, 7}: evaluation counts = N sample_cost"
                           "(q) for each (sums shown)", total_pred, total, ok, "exact count"))

@@ -6,16 +6,32 @@ docs/derivations.md; the idea and the optimiser are those of Duersch, Catanach, 
 """
 
 from . import landscapes
-from .alice import (AliceConfig, AliceState, Schedule, absorb_curvature, absorb_gradient,
-                    absorb_quick, absorb_sample, alice_update, apply_update, attributes, ema, init,
-                    params_of, probe_points, schedule, state_from_dict, state_to_dict)
+from .alice import (
+                    AliceConfig,
+                    AliceState,
+                    Schedule,
+                    absorb_curvature,
+                    absorb_gradient,
+                    absorb_quick,
+                    absorb_sample,
+                    alice_update,
+                    apply_update,
+                    attributes,
+                    ema,
+                    init,
+                    params_of,
+                    probe_points,
+                    schedule,
+                    state_from_dict,
+                    state_to_dict,
+)
 from .bounds import GLASS_COEFF, JENSEN_COEFF, loss_deviation_bound
+from .cost import curvature_beta, ema_beta, is_sample_step, sample_cost, warmup_length
 from .driver import Alice, NonFiniteGradientError, draw_rademacher, minimize, run_batch
 from .glass import glass_line_covariance, power_law_exponent
 from .kernels import curvature_magnitude, glass_density, glass_density_from_line, glass_kernel
 from .nesterov import exact_phi, nesterov_lag
 from .sampling import hessian_diag, rademacher_from_uniform, rademacher_variance
-from .cost import curvature_beta, ema_beta, is_sample_step, sample_cost, warmup_length
 from .steps import ALPHA_COEFF, bounded_step, effective_curvature, optimal_step
 
 __version__ = "0.1.0"

@@ -19,8 +19,8 @@ import numbers
 from typing import NamedTuple
 
 from ._xp import array_namespace, device, is_array_api_obj
-from .kernels import curvature_magnitude, glass_density
 from .cost import curvature_beta, ema_beta, is_sample_step, warmup_length
+from .kernels import curvature_magnitude, glass_density
 from .steps import LIMIT_METHODS, _bounded_step
 
 __all__ = ["AliceConfig", "AliceState", "Schedule", "HESS_COMPS", "NONFINITE_POLICIES",
@@ -401,7 +401,8 @@ def params_of(state: AliceState, like=None) -> list:
         return list(state.mu)
     like = list(like)
     if len(like) != len(state.mu):
-        raise ValueError(f"like has {len(like)} arrays but the state has {len(state.mu)} parameters")
+        raise ValueError(f"like has {len(like)} arrays but the state has {len(state.mu)} "
+                         "parameters")
     return [array_namespace(m).astype(m, p.dtype) for m, p in zip(state.mu, like)]
 
 

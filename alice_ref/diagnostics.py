@@ -444,7 +444,7 @@ def power_law_sweep(problem: Problem, scales: Sequence[float], n_probes: int = 8
                 sums[name].add(f"y{j}", _flat(d2, idx))
     zq = _z_of_level(float(ci_level))
     out = []
-    for name, idx in groups.items():
+    for name in groups:
         s = sums[name]
         keys = [f"y{j}" for j in range(len(ts))]
         ys = [s.estimate(lambda m, k=k: m[k]) for k in keys]

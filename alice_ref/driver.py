@@ -16,8 +16,20 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ._xp import array_namespace, device, to_numpy
-from .alice import (AliceConfig, AliceState, absorb_quick, absorb_sample, apply_update, attributes,
-                    init, params_of, probe_points, schedule, state_from_dict, state_to_dict)
+from .alice import (
+    AliceConfig,
+    AliceState,
+    absorb_quick,
+    absorb_sample,
+    apply_update,
+    attributes,
+    init,
+    params_of,
+    probe_points,
+    schedule,
+    state_from_dict,
+    state_to_dict,
+)
 
 __all__ = ["NonFiniteGradientError", "draw_rademacher", "run_batch", "Alice", "minimize"]
 

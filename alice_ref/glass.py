@@ -27,7 +27,8 @@ def glass_line_covariance(offsets) -> np.ndarray:
     """
     s = np.asarray(offsets, dtype=np.float64)
     if s.ndim != 1 or s.size == 0 or not np.all(np.isfinite(s)):
-        raise ValueError(f"offsets must be a non-empty 1-D sequence of finite numbers, got {offsets!r}")
+        raise ValueError("offsets must be a non-empty 1-D sequence of finite numbers, "
+                         f"got {offsets!r}")
     sign = np.sign(s)
     same_side = np.outer(sign, sign) > 0  # not s_k s_l > 0: that product can underflow to 0
     return np.where(same_side, np.minimum.outer(np.abs(s), np.abs(s)), 0.0)

@@ -56,7 +56,8 @@ def rademacher_variance(H, fourth_moment: float = 1.0) -> np.ndarray:
     """
     m4 = float(fourth_moment)
     if not m4 >= 1.0:
-        raise ValueError(f"fourth_moment must be >= 1 (E z^4 >= (E z^2)^2 = 1), got {fourth_moment!r}")
+        raise ValueError("fourth_moment must be >= 1 (E z^4 >= (E z^2)^2 = 1), "
+                         f"got {fourth_moment!r}")
     A = np.asarray(to_numpy(H), dtype=np.float64)
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"H must be a square matrix, got shape {A.shape}")

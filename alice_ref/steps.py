@@ -37,7 +37,8 @@ def effective_curvature(g, h, rho, eps: float = 0.0):
     """Effective curvature h_opt of the optimal Hessian-glass step, R5.
 
     h_opt = h + alpha + sqrt(alpha (alpha + 2h)) + eps, alpha = 3 rho / (4 pi (|g| + eps)), so
-    that d* = |g| / h_opt minimises -|g| d + h d^2/2 + c sqrt(rho) d^{3/2}. h_opt >= max(h, 2 alpha).
+    that d* = |g| / h_opt minimises -|g| d + h d^2/2 + c sqrt(rho) d^{3/2};
+    h_opt >= max(h, 2 alpha).
     Raises ValueError for negative h, rho or eps, or mismatched shapes.
 
     >>> import numpy as np

@@ -35,6 +35,7 @@ import warnings
 import numpy as np
 
 from .alice import AliceConfig
+from .cost import is_sample_step
 from .driver import Alice as AliceDriver
 from .driver import NonFiniteGradientError
 from .landscapes import ReluTeacherStudent
@@ -49,7 +50,6 @@ from .probe_cmd import (
     new_figure,
     write_json,
 )
-from .cost import is_sample_step
 
 __all__ = [
     "ALICE_VARIANTS",

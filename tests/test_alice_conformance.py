@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import to_np
 
 import alice_ref as ar
 
-from helpers import to_np
 
 def _find_npz():
     """$ALICE_CONFORMANCE, else shared/conformance/ in the checkout or beside it."""

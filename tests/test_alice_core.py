@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import to_np
 
 import alice_ref as ar
 from alice_ref.landscapes import Quadratic, SeparableGlass
-from helpers import to_np
 
 # -- configuration: every check of ALICE.md's table ----------------------------------------------
 

@@ -6,11 +6,11 @@ import copy
 
 import numpy as np
 import pytest
+from helpers import to_np
 
 import alice_ref as ar
 from alice_ref._xp import array_namespace
 from alice_ref.landscapes import Quadratic, ReluTeacherStudent
-from helpers import to_np
 
 FIELDS = ("mu", "nu", "G", "V", "H", "R")
 

@@ -15,11 +15,11 @@ import math
 
 import numpy as np
 import pytest
+from helpers import to_np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import alice_ref as ar
-from helpers import to_np
 
 
 class ScalarAlice:

@@ -14,9 +14,9 @@ import pytest
 
 jax = pytest.importorskip("jax")
 optax = pytest.importorskip("optax")
+import alice_jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-import alice_jax  # noqa: E402
 import alice_ref  # noqa: E402
 from alice_ref.landscapes import Quadratic  # noqa: E402
 

@@ -17,9 +17,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from alice_torch import Alice, NonFiniteGradientError
+from alice_torch import Alice, NonFiniteGradientError  # noqa: E402
 
-import alice_ref
+import alice_ref  # noqa: E402
 
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 # $ALICE_CONFORMANCE, else shared/conformance/ in the checkout or beside it

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from alice_torch import Alice
+from alice_torch import Alice  # noqa: E402
 
 FIELDS = ("mu", "nu", "G", "V", "H", "R")
 

@@ -25,8 +25,15 @@ import numpy as np
 import optax
 
 import alice_ref
-from alice_ref import (AliceConfig, NonFiniteGradientError, absorb_curvature, absorb_gradient,
-                       alice_update, ema_beta, warmup_length)
+from alice_ref import (
+    AliceConfig,
+    NonFiniteGradientError,
+    absorb_curvature,
+    absorb_gradient,
+    alice_update,
+    ema_beta,
+    warmup_length,
+)
 
 __all__ = ["AliceJaxState", "alice", "center", "check_finite", "attributes", "EVALUATIONS"]
 

@@ -43,7 +43,8 @@ def check_nonnegative(name: str, x) -> None:
             return
         xp = array_namespace(x)
         if bool(xp.any(x < 0)):
-            raise ValueError(f"{name} must be >= 0 elementwise, got a negative entry")
+            raise ValueError(f"{name} must be >= 0 elementwise, got a negative entry "
+                             f"(min {float(xp.min(x))!r})")
     elif float(x) < 0:
         raise ValueError(f"{name} must be >= 0, got {x!r}")
 

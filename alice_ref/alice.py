@@ -157,7 +157,8 @@ class AliceConfig:
     beta3 = property(lambda self: curvature_beta(self.betas[1], self.quick_steps),
                      doc="beta3 = 1 - (q+1)(1 - beta2), the curvature-average weight (R8).")
     warmup = property(lambda self: warmup_length(self.betas[0]),
-                      doc="Warm-up threshold 1/(1 - beta1) in float64.")
+                      doc="Warm-up threshold 1/(1 - beta1), exact for the decimal beta1 "
+                          "(alice_ref.cost.warmup_length).")
 
     def bounds(self, lr: float | None = None) -> tuple[float, float]:
         """Step bounds (tau_lo, tau_hi) for the current learning rate, R6.
@@ -383,10 +384,13 @@ def params_of(state: AliceState, like=None) -> list:
     Args:
         state: an AliceState.
         like: optional sequence of arrays (the model's parameters), one per parameter: mu[i] is
-            cast to like[i].dtype. Its length is not checked (zip stops at the shorter).
+            cast to like[i].dtype.
 
     Returns:
         A list of arrays: the state's own mu arrays when ``like`` is None, else cast copies.
+
+    Raises:
+        ValueError: ``like`` has not one array per parameter.
 
     Example:
         The centre in the state dtype, or in the model's:
@@ -526,15 +530,14 @@ def absorb_curvature(H, R, g_plus, g_minus, g_zero, sigma: float, beta3, hess_co
         g_zero: g(nu).
         sigma: the perturbation length (> 0).
         beta3: the batch's curvature weight (Schedule.beta3).
-        hess_comp: 'zero', 'abs' or 'rms'. Not checked here (any value other than 'rms' acts
-            as 'abs'); AliceConfig checks it.
+        hess_comp: 'zero', 'abs' or 'rms' ('zero' tracks H as 'abs' does).
         w2: L2 regularisation weight (its curvature is added to the sample).
 
     Returns:
         The pair (H', R').
 
     Raises:
-        ValueError: sigma <= 0, or gradients of different shapes.
+        ValueError: an unknown hess_comp, sigma <= 0, or gradients of different shapes.
         TypeError: sigma is not a real number, or a gradient is not a floating array.
 
     Example:

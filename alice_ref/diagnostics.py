@@ -43,6 +43,7 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -731,7 +732,7 @@ def from_torch(model, loss_fn: Callable, inputs, targets, *, groups: str = "para
     params = [p.detach().clone() for _, p in named]
 
     def run(ps, need_grad):
-        ctx = torch.random.fork_rng(devices=[]) if seed is not None else _nullcontext()
+        ctx = torch.random.fork_rng(devices=[]) if seed is not None else nullcontext()
         with ctx:
             if seed is not None:
                 torch.manual_seed(seed)
@@ -777,11 +778,3 @@ def from_jax(loss_fn: Callable, params, *, jit: bool = True) -> Problem:
 
     return Problem(vg, leaves, {n: [i] for i, n in enumerate(names)},
                    lambda ps: lf(jax.tree_util.tree_unflatten(treedef, list(ps))))
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

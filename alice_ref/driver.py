@@ -19,6 +19,7 @@ from ._xp import array_namespace, device, to_numpy
 from .alice import (
     AliceConfig,
     AliceState,
+    _as_state,
     absorb_quick,
     absorb_sample,
     apply_update,
@@ -33,6 +34,7 @@ from .alice import (
 
 __all__ = ["NonFiniteGradientError", "draw_rademacher", "run_batch", "Alice", "minimize"]
 
+#: Names of the evaluations of a batch, in ALICE.md's order (NonFiniteGradientError.evaluation).
 EVALUATIONS = ("g+", "g-", "g0")
 
 
@@ -156,7 +158,8 @@ def run_batch(state: AliceState, config: AliceConfig, value_and_grad: Callable, 
         like: the model's parameters, whose dtypes the evaluation points take (default: the
             state's mu).
         lr: the current learning rate = sigma, finite and > 0 (default: config.lr).
-        probes: optional list of z arrays replacing the draw from ``rng`` (tests inject signs).
+        probes: optional list of z arrays replacing the draw from ``rng`` (tests inject signs),
+            one per parameter and of its shape (checked before anything is evaluated).
 
     Returns:
         The pair (new_state, loss), where loss is what ``value_and_grad`` returned at nu (None
@@ -166,9 +169,9 @@ def run_batch(state: AliceState, config: AliceConfig, value_and_grad: Callable, 
         NonFiniteGradientError: a NaN/Inf gradient under nonfinite='raise'; it names the
             parameter and the evaluation. Under 'skip' the old state is returned with
             ``skipped`` + 1 instead.
-        ValueError: lr not finite and > 0 (before anything changes), or gradients whose number
-            or shapes do not match the parameters.
-        TypeError: lr is not a real number.
+        ValueError: lr not finite and > 0 (before anything changes), probes or gradients
+            whose number or shapes do not match the parameters.
+        TypeError: lr is not a real number, or a probe is not an array.
 
     Example:
         On L(x) = |x|^2 / 2 (Hessian I, no glass) batch 1 is a warm-up sample step: H takes
@@ -197,6 +200,8 @@ def run_batch(state: AliceState, config: AliceConfig, value_and_grad: Callable, 
         lr = _check_lr(lr)
     sigma = config.lr if lr is None else lr
     like = list(state.mu) if like is None else list(like)
+    if sched.sample and probes is not None:
+        probes = _as_state(probes, state.mu, "probes")  # no silent broadcasting of z
     saved_rng = _rng_position(rng) if sched.sample and probes is None else None
 
     def evaluate(points, which):
@@ -209,14 +214,14 @@ def run_batch(state: AliceState, config: AliceConfig, value_and_grad: Callable, 
 
     try:
         if sched.sample:
-            z = draw_rademacher(rng, state.mu) if probes is None else list(probes)
+            z = draw_rademacher(rng, state.mu) if probes is None else probes
             plus, minus, nu = probe_points(state, z, sigma, like)
-            _, gp = evaluate(plus, "g+")
-            _, gm = evaluate(minus, "g-")
-            loss, g0 = evaluate(nu, "g0")
+            _, gp = evaluate(plus, EVALUATIONS[0])
+            _, gm = evaluate(minus, EVALUATIONS[1])
+            loss, g0 = evaluate(nu, EVALUATIONS[2])
             new = absorb_sample(state, sched, gp, gm, g0, config, sigma)
         else:
-            loss, g0 = evaluate(probe_points(state, None, sigma, like)[2], "g0")
+            loss, g0 = evaluate(probe_points(state, None, sigma, like)[2], EVALUATIONS[2])
             new = absorb_quick(state, sched, g0, config)
     except NonFiniteGradientError:
         _restore_rng(rng, saved_rng)

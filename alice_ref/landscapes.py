@@ -18,11 +18,24 @@ from ._xp import array_namespace, device, is_array_api_obj, to_numpy
 __all__ = ["SeparableGlass", "Quadratic", "ReluTeacherStudent"]
 
 
-def _vec(name, value, n):
-    a = np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)).copy()
+def _vec(name, value, n, nonnegative=False):
+    """A float64 vector of n values from a scalar or n values; ValueError naming ``name``."""
+    v = np.asarray(value, dtype=np.float64)
+    if v.ndim > 1 or v.size not in (1, n):
+        raise ValueError(f"{name} must be a scalar or {n} values, got shape {v.shape}")
+    a = np.broadcast_to(v.reshape(-1), (n,)).copy()
     if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite")
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if nonnegative and np.any(a < 0):
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
     return a
+
+
+def _dim(n) -> int:
+    """The dimension n as an int >= 1; ValueError naming n otherwise."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    return int(n)
 
 
 class _Landscape:
@@ -177,17 +190,15 @@ class SeparableGlass(_Landscape):
 
     def __init__(self, n=8, *, lam=100.0, s=1.0, h=0.0, b=0.0, box=(-5.0, 5.0),
                  jumps="gaussian", seed=0):
-        if int(n) < 1:
-            raise ValueError(f"n must be >= 1, got {n!r}")
+        n = _dim(n)
         if jumps not in ("gaussian", "rademacher"):
             raise ValueError(f"jumps must be 'gaussian' or 'rademacher', got {jumps!r}")
         lo, hi = (float(box[0]), float(box[1]))
         if not hi > lo:
             raise ValueError(f"box must be (lo, hi) with hi > lo, got {box!r}")
-        self.n, self.box, self.jumps = int(n), (lo, hi), jumps
-        self.lam, self.s = _vec("lam", lam, self.n), _vec("s", s, self.n)
-        if np.any(self.lam < 0) or np.any(self.s < 0):
-            raise ValueError("lam and s must be >= 0")
+        self.n, self.box, self.jumps = n, (lo, hi), jumps
+        self.lam = _vec("lam", lam, self.n, nonnegative=True)
+        self.s = _vec("s", s, self.n, nonnegative=True)
         self.hess_diag, self.b = _vec("h", h, self.n), _vec("b", b, self.n)
         self.rho = self.lam * self.s**2
         rng = np.random.default_rng(seed)
@@ -294,12 +305,11 @@ class Quadratic(_Landscape):
     _truth = ("hessian", "hess_diag", "rho", "b", "minimiser")
 
     def __init__(self, n=8, *, eig_range=(0.5, 5.0), diagonal=False, seed=0):
-        if int(n) < 1:
-            raise ValueError(f"n must be >= 1, got {n!r}")
+        n = _dim(n)
         lo, hi = float(eig_range[0]), float(eig_range[1])
         if not 0 < lo <= hi:
             raise ValueError(f"eig_range must satisfy 0 < lo <= hi, got {eig_range!r}")
-        self.n = int(n)
+        self.n = n
         rng = np.random.default_rng(seed)
         eig = np.exp(rng.uniform(np.log(lo), np.log(hi), size=self.n))
         if diagonal:

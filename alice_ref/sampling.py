@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._xp import check_positive, prepare, to_numpy
+from ._xp import check_positive, check_real, prepare, to_numpy
 
 __all__ = ["hessian_diag", "rademacher_from_uniform", "rademacher_variance"]
 
@@ -48,13 +48,14 @@ def rademacher_variance(H, fourth_moment: float = 1.0) -> np.ndarray:
     Var[D_i] = sum_{j != i} H_ij^2 + (E z^4 - 1) H_ii^2 for i.i.d. symmetric probes with
     E z^2 = 1 and the given fourth moment E z^4 (1 for Rademacher, 3 for Gaussian). E z^4 >= 1
     (Jensen) with equality iff z^2 = 1: Rademacher probes minimise it. H: a small dense symmetric
-    matrix (any namespace); returns a NumPy float64 vector.
+    matrix (any namespace); returns a NumPy float64 vector. Raises TypeError for a fourth_moment
+    that is not a real number, ValueError for one below 1 or an H that is not square symmetric.
 
     >>> import numpy as np
     >>> rademacher_variance(np.array([[2.0, 1.0], [1.0, 3.0]]), fourth_moment=3.0)
     array([ 9., 19.])
     """
-    m4 = float(fourth_moment)
+    m4 = check_real("fourth_moment", fourth_moment)
     if not m4 >= 1.0:
         raise ValueError("fourth_moment must be >= 1 (E z^4 >= (E z^2)^2 = 1), "
                          f"got {fourth_moment!r}")

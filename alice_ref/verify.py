@@ -276,17 +276,25 @@ def _r1_relu(ctx):
 
 # -- R2 optimal sampling distribution ------------------------------------------------------------
 
-def _r2_enumeration(ctx):
-    rng = ctx.rng("R2-enumeration")
-    n, sigma = 8, 0.5
+def _enumerated_pairs(rng, n, sigma):
+    """A random Quadratic, a point nu and the antithetic gradients g(nu +- sigma z) for all 2^n
+    sign patterns z (rows of Z), with the elementwise float64 rounding bound g_err of g+-."""
     q = Quadratic(n, seed=_seed(rng))
-    A = q.hessian
     nu = rng.normal(size=n)
     Z = np.array(list(itertools.product([-1.0, 1.0], repeat=n)))  # all 2^n sign patterns
     gp, gm = q.grad(nu + sigma * Z), q.grad(nu - sigma * Z)
+    g_err = np.maximum(_matvec_err(q.hessian, q.b, nu + sigma * Z),
+                       _matvec_err(q.hessian, q.b, nu - sigma * Z))
+    return q, nu, Z, gp, gm, g_err
+
+
+def _r2_enumeration(ctx):
+    rng = ctx.rng("R2-enumeration")
+    n, sigma = 8, 0.5
+    q, nu, Z, gp, gm, g_err = _enumerated_pairs(rng, n, sigma)
+    A = q.hessian
     g0 = np.broadcast_to(q.grad(nu), gp.shape)
     D = _sampling.hessian_diag(gp, gm, Z, sigma)
-    g_err = np.maximum(_matvec_err(A, q.b, nu + sigma * Z), _matvec_err(A, q.b, nu - sigma * Z))
     tol_d = float(2.0 * g_err.max() / (2.0 * sigma) * (1 + 4 * EPS))
     mean_err = float(np.max(np.abs(D.mean(axis=0) - np.diag(A))))
     var_enum = D.var(axis=0)
@@ -361,14 +369,10 @@ def _r3_kernel_algebra(ctx):
 def _r3_enumeration(ctx):
     rng = ctx.rng("R3-enumeration")
     n, sigma = 8, 0.5
-    q = Quadratic(n, seed=_seed(rng))
+    q, _, Z, gp, gm, g_err = _enumerated_pairs(rng, n, sigma)
     A = q.hessian
-    nu = rng.normal(size=n)
-    Z = np.array(list(itertools.product([-1.0, 1.0], repeat=n)))  # all 2^n sign patterns
-    gp, gm = q.grad(nu + sigma * Z), q.grad(nu - sigma * Z)
     got = _kernels.curvature_magnitude(gp, gm, sigma, "abs").mean(axis=0)
     want = np.abs(Z @ A).mean(axis=0)  # E_z |(H z)_i|, by enumeration from H itself
-    g_err = np.maximum(_matvec_err(A, q.b, nu + sigma * Z), _matvec_err(A, q.b, nu - sigma * Z))
     tol = float(2.0 * g_err.max() / (2.0 * sigma) * (1 + 4 * EPS) + 8 * EPS * want.max())
     err = float(np.max(np.abs(got - want)))
     row = _exact_row("R3", f"'abs' curvature on a quadratic: mean over all 2^{n} patterns of "

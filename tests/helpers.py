@@ -1,4 +1,6 @@
-"""Test helpers: conversion to NumPy and backend-aware closeness."""
+"""Test helpers: conversion to NumPy, backend-aware closeness, Monte Carlo mean/variance SEs."""
+
+import math
 
 import numpy as np
 
@@ -17,3 +19,46 @@ def assert_close(actual, expected, rtol=1e-12, atol=0.0):
 def tol_for(dtype_name: str) -> float:
     """Relative tolerance for rounding in a dtype ('float32' or 'float64')."""
     return 1e-5 if "32" in str(dtype_name) else 1e-12
+
+
+def mean_se(x, axis=0):
+    """Sample mean along ``axis`` and its standard error sd / sqrt(n) (i.i.d. samples)."""
+    x = np.asarray(x, dtype=np.float64)
+    return x.mean(axis=axis), x.std(axis=axis, ddof=1) / math.sqrt(x.shape[axis])
+
+
+def var_se(x, axis=0):
+    """Unbiased sample variance along ``axis`` and its standard error (delta method: the SE of
+    the mean of the squared deviations (x - xbar)^2)."""
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[axis]
+    c2 = (x - x.mean(axis=axis, keepdims=True)) ** 2
+    return c2.mean(axis=axis) * n / (n - 1), c2.std(axis=axis, ddof=1) / math.sqrt(n)
+
+
+def _find_conformance():
+    """$ALICE_CONFORMANCE, else shared/conformance/ in the checkout or beside it (CI's layout)."""
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for c in (os.environ.get("ALICE_CONFORMANCE", ""),
+              root / "shared" / "conformance" / "official_alice_1_1.npz",
+              root.parent / "shared" / "conformance" / "official_alice_1_1.npz"):
+        if c and Path(c).is_file():
+            return Path(c)
+    return None
+
+
+CONFORMANCE_NPZ = _find_conformance()
+
+
+def needs_conformance():
+    """Skip when the recorded official batches are absent, except under CI (CI set), where their
+    absence must fail rather than pass silently."""
+    import os
+
+    import pytest
+
+    return pytest.mark.skipif(CONFORMANCE_NPZ is None and not os.environ.get("CI"),
+                              reason="conformance data not available (set ALICE_CONFORMANCE)")

@@ -181,7 +181,7 @@ def test_nesterov_exactness_in_the_loop(omega, phi, exact, xp):
         lag = to_np(state.G[0]) - land.grad(mu_prev)
         np.testing.assert_allclose(lag, lag_pred, rtol=0, atol=1e-12 * scale * t)
         delta = (to_np(state.mu[0]) - mu_prev) / cfg.phi
-        lag_pred = ar.nesterov_lag(lag_pred, H @ delta, beta1, cfg.omega, cfg.phi)
+        lag_pred = ((1 - beta1) * cfg.omega - cfg.phi) * (H @ delta) + beta1 * lag_pred  # R7
         biggest = max(biggest, float(np.max(np.abs(lag_pred))))
     assert (biggest == 0.0) == exact or (exact and biggest < 1e-13 * scale)
     if not exact:
@@ -344,10 +344,13 @@ def test_glass_density_and_curvature_averages_hit_the_truth(hess_comp):
         # sanity of the SE: an average of identically distributed samples (weights summing to
         # 1) varies no more than one sample; rho_hat = 2 X^2 / sigma with X = (J+ - J-)/2 a
         # compound Poisson sum (m = 2 lam sigma Gaussian jumps, cumulants k2 = m s^2,
-        # k4 = 3 m s^4): Var rho_hat = (4 / sigma^2) (E X^4 - (E X^2)^2).
+        # k4 = 3 m s^4): Var rho_hat = (4 / sigma^2) (E X^4 - (E X^2)^2). One-sided, with the
+        # sample variance's own SE (SE of the mean of the squared deviations).
         m = 2 * lam * sigma
         ex2, ex4 = m * s_i**2 / 4, (3 * m * s_i**4 + 3 * (m * s_i**2) ** 2) / 16
-        assert r.std(ddof=1) <= 1.1 * math.sqrt(4 / sigma**2 * (ex4 - ex2**2))
+        c2 = (r - r.mean()) ** 2
+        var_se = c2.std(ddof=1) / math.sqrt(r.size)
+        assert r.var(ddof=1) <= 4 / sigma**2 * (ex4 - ex2**2) + 5 * var_se
         hh = Hs[grp]
         if hess_comp == "abs":
             truth = _compound_poisson_abs_mean(h, s_i, m, sigma)

@@ -139,6 +139,30 @@ def test_run_batch_rejects_bad_lr():
     assert new.t == 1
 
 
+def test_run_batch_rejects_bad_probes():
+    """Injected probes need one array per parameter, of its shape: a z that would broadcast
+    (shape (1,)) or a missing one is refused before any evaluation, naming the probe."""
+    prob = TwoParamQuadratic(np)
+    cfg = ar.AliceConfig(**CFG)
+    state = ar.init(prob.params(), cfg)
+    calls = []
+
+    def vg(p):
+        calls.append(1)
+        return prob.value_and_grad(p)
+
+    good = [np.ones(4), np.ones((2, 3))]
+    for bad, exc, name in (([np.ones(1), good[1]], ValueError, r"probes\[0\]"),
+                           ([good[0], np.ones(3)], ValueError, r"probes\[1\]"),
+                           ([good[0]], ValueError, "probes"),
+                           ([good[0], [[1.0] * 3] * 2], TypeError, r"probes\[1\]")):
+        with pytest.raises(exc, match=name):
+            ar.run_batch(state, cfg, vg, None, probes=bad)
+    assert not calls
+    new, _ = ar.run_batch(state, cfg, vg, None, probes=good)
+    assert new.t == 1 and len(calls) == 3
+
+
 # -- checkpointing ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("stop_at", [3, 6, 9])

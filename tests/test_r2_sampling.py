@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 from array_api_compat import array_namespace, device
-from helpers import to_np
+from helpers import mean_se, to_np, var_se
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -22,19 +22,6 @@ from alice_ref.landscapes import Quadratic, SeparableGlass
 K_SE = 5.0
 PROPS = settings(max_examples=25, deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def mean_se(x, axis=0):
-    x = np.asarray(x, dtype=np.float64)
-    return x.mean(axis=axis), x.std(axis=axis, ddof=1) / math.sqrt(x.shape[axis])
-
-
-def var_se(x, axis=0):
-    """Sample variance and its standard error (delta method: SE of the mean of (x - xbar)^2)."""
-    x = np.asarray(x, dtype=np.float64)
-    c2 = (x - x.mean(axis=axis, keepdims=True)) ** 2
-    return c2.mean(axis=axis) * x.shape[axis] / (x.shape[axis] - 1), \
-        c2.std(axis=axis, ddof=1) / math.sqrt(x.shape[axis])
 
 
 def random_symmetric(n, seed):
@@ -158,7 +145,8 @@ def mc_gaussian_fourth_moment(M=200_000):
     v, se = var_se(D)
     m, mse = mean_se(D)
     return dict(var=v, var_se=se, var_truth=rademacher_variance(H, fourth_moment=3.0),
-                mean=m, mean_se=mse, mean_truth=np.diag(H))
+                mean=m, mean_se=mse, mean_truth=np.diag(H),
+                rademacher_var=rademacher_variance(H, fourth_moment=1.0))
 
 
 @functools.cache
@@ -183,6 +171,7 @@ def test_gaussian_probe_variance_monte_carlo():
     r = mc_gaussian_fourth_moment()
     assert np.all(np.abs(r["var"] - r["var_truth"]) <= K_SE * r["var_se"]), r
     assert np.all(np.abs(r["mean"] - r["mean_truth"]) <= K_SE * r["mean_se"]), r
+    assert np.all(r["var"] - K_SE * r["var_se"] > r["rademacher_var"]), r
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 from array_api_compat import array_namespace, device
-from helpers import to_np
+from helpers import mean_se, to_np
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -24,11 +24,6 @@ K_SE = 5.0
 C = math.sqrt(2.0 / (3.0 * math.pi))
 PROPS = settings(max_examples=30, deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def mean_se(x):
-    x = np.asarray(x, dtype=np.float64)
-    return x.mean(), x.std(ddof=1) / math.sqrt(len(x))
 
 
 def glass_deviation(land, nu, delta):

@@ -8,7 +8,6 @@ RNG positions of torch's own generator.
 
 import json
 import math
-import os
 import pathlib
 import re
 
@@ -18,16 +17,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from alice_torch import Alice, NonFiniteGradientError  # noqa: E402
+from helpers import CONFORMANCE_NPZ, needs_conformance  # noqa: E402
 
 import alice_ref  # noqa: E402
 
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
-# $ALICE_CONFORMANCE, else shared/conformance/ in the checkout or beside it
-NPZ = next((pathlib.Path(c) for c in (
-    os.environ.get("ALICE_CONFORMANCE", ""),
-    _ROOT / "shared" / "conformance" / "official_alice_1_1.npz",
-    _ROOT.parent / "shared" / "conformance" / "official_alice_1_1.npz")
-    if c and pathlib.Path(c).is_file()), pathlib.Path("official_alice_1_1.npz-not-found"))
+NPZ = CONFORMANCE_NPZ
 FIELDS = ("mu", "nu", "G", "V", "H", "R")
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -110,7 +105,7 @@ def test_groups_resolve_and_validate_per_group():
 
 # -- parity with the official optimiser (recorded runs) ------------------------------------------
 
-@pytest.mark.skipif(not NPZ.exists(), reason="conformance vectors not present")
+@needs_conformance()
 def test_replay_official_runs():
     """The recorded uniforms u came from torch's default generator (seed 10 + config, after 97
     draws); the adapter, drawing its own probes, must put each evaluation where the official

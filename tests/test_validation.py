@@ -61,7 +61,7 @@ def test_negative_curvature_density_and_moments(xp):
     g, neg = f64(xp, [1.0, 2.0]), f64(xp, [1.0, -2.0])
     with pytest.raises(ValueError, match="rho"):
         ar.loss_deviation_bound(g, neg)
-    with pytest.raises(ValueError, match="h"):
+    with pytest.raises(ValueError, match=r"h must be >= 0 .*min -2\.0"):  # names the value
         ar.effective_curvature(g, neg, g)
     with pytest.raises(ValueError, match="rho"):
         ar.optimal_step(g, g, neg)
@@ -110,6 +110,9 @@ def test_rademacher_variance_input():
         ar.rademacher_variance(np.ones(3))
     with pytest.raises(ValueError, match="symmetric"):
         ar.rademacher_variance(np.array([[1.0, 2.0], [0.0, 1.0]]))
+    for m4 in ("3", None):
+        with pytest.raises(TypeError, match="fourth_moment"):
+            ar.rademacher_variance(H, m4)
 
 
 @pytest.mark.parametrize("offsets, order, match", [
@@ -204,10 +207,14 @@ def test_landscape_input(xp):
     """Landscapes: constructor arguments and theta's last dimension are checked."""
     for kwargs, match in (({"n": 0}, "n"), ({"jumps": "cauchy"}, "jumps"),
                           ({"box": (1.0, 0.0)}, "box"), ({"lam": -1.0}, "lam"),
-                          ({"s": -1.0}, "s"), ({"h": math.nan}, "h"), ({"b": math.inf}, "b")):
+                          ({"s": -1.0}, "s"), ({"h": math.nan}, "h"), ({"b": math.inf}, "b"),
+                          ({"n": 2.5}, "n must be an integer"), ({"n": "3"}, "n must be"),
+                          ({"n": 3, "lam": [1.0, 2.0]}, "lam must be a scalar or 3 values"),
+                          ({"n": 3, "s": [1.0, -1.0, 1.0]}, r"s must be >= 0, got \[1.0")):
         with pytest.raises(ValueError, match=match):
             SeparableGlass(**kwargs)
-    for kwargs, match in (({"n": 0}, "n"), ({"eig_range": (0.0, 1.0)}, "eig_range"),
+    for kwargs, match in (({"n": 0}, "n"), ({"n": 4.0}, "n must be an integer"),
+                          ({"eig_range": (0.0, 1.0)}, "eig_range"),
                           ({"eig_range": (2.0, 1.0)}, "eig_range")):
         with pytest.raises(ValueError, match=match):
             Quadratic(**kwargs)

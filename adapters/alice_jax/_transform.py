@@ -34,11 +34,9 @@ from alice_ref import (
     ema_beta,
     warmup_length,
 )
+from alice_ref.driver import EVALUATIONS
 
 __all__ = ["AliceJaxState", "alice", "center", "check_finite", "attributes", "EVALUATIONS"]
-
-#: Names of the evaluations of one batch, in ALICE.md's order (index stored in ``bad_eval``).
-EVALUATIONS = ("g+", "g-", "g0")
 
 
 class AliceJaxState(NamedTuple):
@@ -208,7 +206,8 @@ def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = N
     probe_fn = _rademacher_probes if _probe_fn is None else _probe_fn
     sigma = config.lr
     q1 = config.quick_steps + 1
-    # Largest t with t <= 1/(1 - beta1) (float64, as in the core): warm-up iff t <= n_warm.
+    # Largest t with t <= 1/(1 - beta1) (exact for the decimal beta1, as in the core):
+    # warm-up iff t <= n_warm.
     n_warm = math.floor(warmup_length(config.beta1))
     beta3 = config.beta3
 

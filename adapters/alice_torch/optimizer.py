@@ -1,13 +1,19 @@
 """``alice_torch.Alice``: the Alice optimiser as a ``torch.optim.Optimizer`` (thin adapter).
 
 Everything numerical is done by :mod:`alice_ref` on torch tensors (through array-api-compat):
-:func:`alice_ref.schedule` decides sample/quick step and the averages' weights,
+:func:`alice_ref.schedule` (the function) decides sample/quick step and the averages' weights,
 :func:`alice_ref.probe_points` gives the evaluation points, :func:`alice_ref.absorb_sample`,
 :func:`alice_ref.absorb_quick` and :func:`alice_ref.apply_update` update the state, and
 :func:`alice_ref.params_of` casts the centre mu back to the parameters' dtypes. This module only
 does what is PyTorch's business: parameter groups, closures and autograd, the random generators
 (probe draws and the dropout replay of ALICE.md "Reference-compatible randomness"), non-finite
 handling, and ``state_dict``/``load_state_dict``.
+
+On CPU (float32/float64, contiguous parameters) the same per-element arithmetic runs by default
+through :mod:`alice_ref.fast`, in place on the tensors' NumPy views, one cache-sized block at a
+time, with torch's own sqrt: bit-identical to the generic path above (tests/test_fast_paths.py)
+and several times faster (docs/performance.md). ``Alice(..., fused=False)`` keeps the generic
+path.
 
 Per-parameter state (``optimizer.state[p]``): ``mu`` (centre, what the parameter holds between
 steps), ``nu`` (look-ahead evaluation point), ``G``, ``V``, ``H``, ``R`` (the averages of
@@ -19,9 +25,11 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 import warnings
 from itertools import chain
 
+import numpy as np
 import torch
 
 from alice_ref import (
@@ -37,6 +45,7 @@ from alice_ref import (
 )
 from alice_ref import NonFiniteGradientError as _CoreNonFiniteGradientError
 from alice_ref import attributes as _core_attributes
+from alice_ref import fast as _fast
 from alice_ref import init as _core_init
 
 __all__ = ["Alice", "NonFiniteGradientError"]
@@ -89,6 +98,43 @@ def _state_dtype(dtype: torch.dtype) -> torch.dtype:
     if dtype not in _STATE_DTYPES:
         _STATE_DTYPES[dtype] = _core_init([torch.empty(0, dtype=dtype)]).mu[0].dtype
     return _STATE_DTYPES[dtype]
+
+
+_ZERO_MASKS = threading.local()
+
+
+def _torch_sqrt(x, out):
+    """torch's square root on NumPy arrays (no copy): the generic path computes sqrt with torch,
+    whose CPU result is not always the correctly rounded one NumPy gives, and the fused path
+    must agree with it bit for bit.
+
+    torch's CPU sqrt is ~4x slower on zeros than on other numbers (common here: sqrt(alpha
+    (alpha + 2h)) is 0 wherever rho = 0 and h = 0), so a block of zeros is copied (sqrt(0) =
+    0), and a block with some zeros gets 1 in their place and 1 taken off the result:
+    sqrt(1) - 1 = 0 = sqrt(0), exactly. (The operands are never -0: alpha, h and V are sums of
+    squares, magnitudes and +0.)"""
+    if x.size > _SERIAL:  # pieces below torch's grain size run inline, on this thread
+        for s in range(0, x.size, _SERIAL):
+            _torch_sqrt(x[s:s + _SERIAL], out[s:s + _SERIAL])
+        return
+    if np.minimum.reduce(x) == 0:
+        if np.maximum.reduce(x) == 0:  # all zeros (e.g. rho = h = 0 throughout): sqrt(0) = 0
+            if out is not x:
+                np.copyto(out, x)
+            return
+        masks = getattr(_ZERO_MASKS, "buf", None)
+        if masks is None or masks.size < x.size:
+            masks = _ZERO_MASKS.buf = np.empty(_SERIAL, np.bool_)
+        q = masks[:x.size]
+        np.equal(x, 0, q)
+        np.add(x, q, out)
+        torch.from_numpy(out).sqrt_()
+        np.subtract(out, q, out)
+        return
+    torch.sqrt(torch.from_numpy(x), out=torch.from_numpy(out))
+
+
+_SERIAL = 32768  # at::internal::GRAIN_SIZE: smaller element-wise ops never fork threads
 
 
 def _all_true(flags) -> bool:
@@ -145,6 +191,13 @@ class Alice(torch.optim.Optimizer):
             on every rank under DistributedDataParallel.
         nonfinite: 'raise' (default) or 'skip': what a NaN/Inf gradient does (see
             :class:`NonFiniteGradientError`); skipped batches are counted in ``skipped``.
+        fused: which implementation of the per-element arithmetic runs (same results, bit for
+            bit: tests/test_fast_paths.py). None (default): the fused in-place path
+            (:mod:`alice_ref.fast` on the NumPy views of the tensors, cache-blocked, no
+            temporaries) whenever every trainable parameter is a C-contiguous float32/float64
+            CPU tensor, else the generic path. False: always the generic path (the
+            functional core on torch tensors). True: the fused path, and a ValueError at
+            ``step`` when a parameter is not eligible.
 
     ``step(closure)`` takes either the official pair ``(model_func, loss_func)`` and returns
     ``(loss, outputs)``, or a standard PyTorch closure (zero grads, compute the loss, backward,
@@ -155,7 +208,7 @@ class Alice(torch.optim.Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, w1=0., w2=0., phi=None,
                  omega=1., limit_method='adam', lr_min=0., lr_max=None, scale_bounds_with_lr=True,
                  hess_comp='abs', grad_glass=True, quick_steps=3, device=None, generator=None,
-                 nonfinite='raise'):
+                 nonfinite='raise', fused=None):
         del device  # official argument: state follows each parameter's device
         # Validates every hyperparameter (ValueError/TypeError naming it) before anything else.
         base = AliceConfig(lr=_scalar(lr), betas=tuple(_scalar(b) for b in betas), eps=eps,
@@ -166,6 +219,11 @@ class Alice(torch.optim.Optimizer):
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got "
                             f"{type(generator).__name__}")
+        if not (fused is None or isinstance(fused, bool)):
+            raise TypeError(f"fused must be None, True or False, got {fused!r}")
+        self.fused = fused
+        self.fused_threads = 1  # threads of the fused path (alice_ref.fast ``threads``)
+        self._workspace = _fast.Workspace()
         self._base = base
         self.betas, self.quick_steps, self.nonfinite = base.betas, base.quick_steps, base.nonfinite
         self.generator = generator
@@ -275,20 +333,25 @@ class Alice(torch.optim.Optimizer):
 
     # -- randomness --------------------------------------------------------------------------
 
-    def _draw_probes(self, params) -> list:
-        """z per parameter: u = torch.rand(numel, dtype, device, generator); z = -1 where
-        u < 0.5 else +1 (alice_ref.rademacher_from_uniform), in the state dtype."""
+    def _draw_uniforms(self, params) -> list:
+        """u = torch.rand(numel, dtype, device, generator) per parameter, in order (ALICE.md
+        "Reference-compatible randomness")."""
         gen = self.generator
-        zs = []
+        us = []
         for p in params:
             if gen is None:
                 u = torch.rand(p.numel(), dtype=p.dtype, device=p.device)
             else:  # drawn on the generator's device, then moved to the parameter's
                 u = torch.rand(p.numel(), dtype=p.dtype, device=gen.device,
                                generator=gen).to(p.device)
-            z = rademacher_from_uniform(u).reshape(p.shape)
-            zs.append(z.to(_state_dtype(p.dtype)))
-        return zs
+            us.append(u)
+        return us
+
+    def _draw_probes(self, params) -> list:
+        """z per parameter: z = -1 where u < 0.5 else +1 (alice_ref.rademacher_from_uniform)
+        from :meth:`_draw_uniforms`, in the state dtype."""
+        return [rademacher_from_uniform(u).reshape(p.shape).to(_state_dtype(p.dtype))
+                for p, u in zip(params, self._draw_uniforms(params))]
 
     @staticmethod
     def _rng_snapshot(params):
@@ -368,9 +431,11 @@ class Alice(torch.optim.Optimizer):
         sigmas = [self._sigma(i, g) for i, g, _, _ in groups]
         all_params = [p for _, _, ps, _ in groups for p in ps]
         self._ensure_state(all_params)
-        states = [self._state_of(ps) for _, _, ps, _ in groups]
         t = self.t + 1
         sched = schedule(t, self._base)
+        if self._use_fused(all_params):
+            return self._step_fused(closure, pair, groups, configs, sigmas, all_params, sched)
+        states = [self._state_of(ps) for _, _, ps, _ in groups]
         # A failed batch (non-finite gradient, or an exception from the closure) is undone
         # completely, random generators included, as alice_ref.run_batch does: a skipped batch
         # is as if it never happened and a retried one draws the same probes and dropout masks.
@@ -415,6 +480,190 @@ class Alice(torch.optim.Optimizer):
 
     def _undo(self, groups, states, entry_rng) -> None:
         self._center(groups, states)
+        if entry_rng[0] is not None:
+            self.generator.set_state(entry_rng[0])
+        self._rng_restore(entry_rng[1])
+
+    # -- the fused path (alice_ref.fast on the tensors' NumPy views) ------------------------
+
+    def _use_fused(self, params) -> bool:
+        """Whether this step runs the fused path: ``fused`` is not False and every trainable
+        parameter is a C-contiguous float32/float64 CPU tensor whose state (if any) has its
+        dtype (then its gradients and probe points are too, and NumPy views them without a
+        copy)."""
+        if self.fused is False:
+            return False
+        for p in params:
+            mu = self.state[p].get("mu")
+            if not (p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64)
+                    and p.is_contiguous() and not p.is_sparse
+                    and (mu is None or (mu.dtype == p.dtype and mu.device == p.device))):
+                if self.fused:
+                    raise ValueError(
+                        f"fused=True needs C-contiguous float32/float64 CPU parameters, got one "
+                        f"of shape {tuple(p.shape)}, {p.dtype} on {p.device}"
+                        f"{'' if p.is_contiguous() else ' (not contiguous)'} (state "
+                        f"{None if mu is None else mu.dtype}); use fused=None to fall back to "
+                        f"the generic path")
+                return False
+        return True
+
+    def _own_state(self, params) -> None:
+        """Each state field of each parameter gets its own contiguous storage (the fused path
+        updates them in place; import_mu, for one, makes mu and nu the same tensor)."""
+        for p in params:
+            st = self.state[p]
+            seen = {p.untyped_storage().data_ptr()}
+            for f in _FIELDS:
+                x = st[f]
+                key = x.untyped_storage().data_ptr()
+                if key in seen or not x.is_contiguous():
+                    x = x.to(memory_format=torch.contiguous_format, copy=True)
+                    st[f] = x
+                    key = x.untyped_storage().data_ptr()
+                seen.add(key)
+
+    @staticmethod
+    def _np(x):
+        """The NumPy view of a CPU tensor (no copy; writes go to the tensor)."""
+        return x.detach().numpy()
+
+    @staticmethod
+    def _touched(params) -> None:
+        """Tell autograd the parameters changed (they were written through NumPy views)."""
+        for p in params:
+            torch.autograd.graph.increment_version(p)
+
+    def _evaluate_fused(self, closure, pair, groups, which, t):
+        """Run the closure with the parameters already at the evaluation point; return
+        (loss, outputs, grads as flat NumPy arrays). The gradient tensors are taken over, not
+        copied, when nothing else can write to them (the next evaluation starts from
+        ``zero_grad(set_to_none=True)``, so autograd allocates new ones); views (e.g. DDP's
+        gradient_as_bucket_view) are copied."""
+        self.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            if pair:
+                model_func, loss_func = closure
+                outputs = model_func()
+                loss = loss_func(outputs)
+                loss.backward()
+            else:
+                outputs, loss = None, closure()
+        grads, k = [], 0
+        for _, _, ps, names in groups:
+            gs = []
+            for p, name in zip(ps, names):
+                g = p.grad
+                if g is None:  # as the official code: a parameter without gradient gets zeros
+                    g = torch.zeros_like(p, memory_format=torch.contiguous_format)
+                elif g.is_sparse:
+                    raise TypeError("Alice does not support sparse gradients")
+                else:
+                    g = g.detach()
+                    if (g._base is not None or not g.is_contiguous() or g.dtype != p.dtype
+                            or g.untyped_storage().nbytes() != g.numel() * g.element_size()):
+                        g = g.to(dtype=p.dtype, memory_format=torch.contiguous_format,
+                                 copy=True)
+                # One cheap reduction per tensor; the exact test only when the sum is not
+                # finite (a NaN/Inf element makes it so; so may an overflow of finite ones).
+                if not math.isfinite(g.sum().item()) and not bool(torch.isfinite(g).all()):
+                    raise NonFiniteGradientError(k, name, which, t, loss, outputs)
+                gs.append(self._np(g).reshape(-1))
+                k += 1
+            grads.append(gs)
+        return loss, outputs, grads
+
+    def _step_fused(self, closure, pair, groups, configs, sigmas, all_params, sched):
+        """:meth:`step` on the fused path: the same draws, evaluations, checks and undo as the
+        generic path; the state is updated in place by :func:`alice_ref.fast.absorb_and_update`
+        once every evaluation has passed (so a failed batch changes nothing)."""
+        t = sched.t
+        self._own_state(all_params)
+        views = [[(self._np(p).reshape(-1),) + tuple(self._np(self.state[p][f]).reshape(-1)
+                                                     for f in _FIELDS) for p in ps]
+                 for _, _, ps, _ in groups]
+        entry_rng = (None if self.generator is None else self.generator.get_state(),
+                     self._rng_snapshot(all_params))
+        ws = self._workspace
+        # alice_ref.fast can share blocks among threads (NumPy releases the GIL inside each
+        # ufunc), but the Python between the calls serialises them: measured on 2 cores next
+        # to torch's own threads it was slower, so the fused path uses one (fused_threads).
+        th = self.fused_threads
+        try:
+            if sched.sample:
+                masks = self._draw_masks(groups)
+                snapshot = self._rng_snapshot(all_params)
+                grads = []
+                for k, which in enumerate(_EVALUATIONS):
+                    for vs, ms, sigma in zip(views, masks, sigmas):
+                        for v, m in zip(vs, ms):  # v = (param, mu, nu, G, V, H, R)
+                            if k < 2:
+                                _fast.probe_point(v[2], m, sigma, 1 - 2 * k, v[0], workspace=ws,
+                                                  threads=th)
+                            else:
+                                v[0][...] = v[2]
+                    self._touched(all_params)
+                    self._rng_restore(snapshot)  # same dropout masks etc. in all three
+                    loss, outputs, g = self._evaluate_fused(closure, pair, groups, which, t)
+                    grads.append(g)
+            else:
+                for vs in views:
+                    for v in vs:
+                        v[0][...] = v[2]
+                self._touched(all_params)
+                loss, outputs, g0 = self._evaluate_fused(closure, pair, groups, "g0", t)
+                grads = [None, None, g0]
+        except NonFiniteGradientError as e:
+            self._undo_fused(groups, entry_rng)
+            if self.nonfinite == "raise":
+                raise
+            self.skipped += 1
+            return (e.loss, e.outputs) if pair else e.loss
+        except BaseException:
+            self._undo_fused(groups, entry_rng)  # never leave the model at a probe point
+            raise
+
+        for j, (vs, cfg, sigma) in enumerate(zip(views, configs, sigmas)):
+            for i, v in enumerate(vs):
+                gp = None if grads[0] is None else grads[0][j][i]
+                gm = None if grads[1] is None else grads[1][j][i]
+                _fast.absorb_and_update(cfg, sched, *v[1:], grads[2][j][i], gp, gm, lr=sigma,
+                                        param=v[0], workspace=ws, sqrt=_torch_sqrt, threads=th)
+        self._touched(all_params)
+        self.t = t
+        return (loss, outputs) if pair else loss
+
+    def _draw_masks(self, groups) -> list:
+        """The probe signs of a sample step as packed masks (1 bit per element), per group and
+        parameter: the draws of :meth:`_draw_uniforms`, in the same order, each into one reused
+        buffer per dtype (``torch.rand(..., out=)`` draws the same numbers), so the step
+        allocates one parameter's u instead of all of them."""
+        gen = self.generator
+        on_cpu = gen is None or gen.device.type == "cpu"
+        sizes: dict = {}
+        for _, _, ps, _ in groups:
+            for p in ps:
+                sizes[p.dtype] = max(sizes.get(p.dtype, 0), p.numel())
+        bufs = {d: torch.empty(n, dtype=d) for d, n in sizes.items()} if on_cpu else {}
+        out = []
+        for _, _, ps, _ in groups:
+            ms = []
+            for p in ps:
+                if on_cpu:
+                    u = torch.rand(p.numel(), dtype=p.dtype, generator=gen,
+                                   out=bufs[p.dtype][:p.numel()])
+                else:
+                    u = self._draw_uniforms([p])[0]
+                ms.append(_fast.negative_mask(self._np(u), packed=True,
+                                              workspace=self._workspace))
+            out.append(ms)
+        return out
+
+    def _undo_fused(self, groups, entry_rng) -> None:
+        with torch.no_grad():
+            for _, _, ps, _ in groups:
+                for p in ps:
+                    p.copy_(self.state[p]["mu"])
         if entry_rng[0] is not None:
             self.generator.set_state(entry_rng[0])
         self._rng_restore(entry_rng[1])

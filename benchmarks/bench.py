@@ -1,0 +1,554 @@
+#!/usr/bin/env python
+"""Alice's cost against Adam's, and the NumPy update against the memory-bandwidth floor.
+
+    python benchmarks/bench.py [--quick] [--threads N] [--out DIR] [--only torch,jax,numpy,memory]
+
+Everything that is compared is measured in the same run, interleaved (rounds that rotate the
+order of the contenders) and summarised by medians, so a machine shared with other work moves
+all contenders alike. Results: DIR/bench.json and DIR/bench.md (default benchmarks/results/),
+and the markdown table on stdout. See docs/performance.md for what the numbers mean.
+
+Sections
+- torch: per-batch time of alice_torch.Alice(quick_steps=3) (fused default path, and the
+  generic core path) vs torch.optim.Adam(foreach=True) (and Adam(fused=True), for reference) on
+  (a) 4M parameters whose gradient is nearly free (loss = sum_k (p_k * c_k).sum()) and (b) a
+  small ReLU CNN with a real cross-entropy loss. One "batch" of Alice is averaged over whole
+  cycles of q + 1 = 4 batches (one sample step, three quick steps) after warm-up.
+- jax: jitted alice_jax.alice vs optax.adam on the same two problems (skipped if alice_jax is
+  missing).
+- numpy: elements per second of the per-element batch update (generic core; alice_ref.fast)
+  against a STREAM triad a = b + s c measured in the same run; the fraction of the bandwidth
+  bound is (elements/s x words the update must move x bytes per word) / triad bytes/s.
+- memory: optimiser-state bytes per parameter byte (torch and jax), against the official
+  implementation's 7 words beyond the parameter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer rounds, smaller CNN (~1 min)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="intra-op threads for torch and NumPy (alice_ref.fast); 0 = each "
+                         "library's default (default 1: reproducible on a shared machine). XLA "
+                         "keeps its defaults: its single-thread flags make its CPU code for "
+                         "division and select ~5x slower (docs/performance.md)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--only", default="numpy,torch,jax,memory",
+                    help="comma-separated sections to run")
+    ap.add_argument("--params", type=int, default=4 * 1024 * 1024,
+                    help="parameters of the linear problem (a multiple of 4 * 1024)")
+    return ap.parse_args(argv)
+
+
+ARGS = _args()
+if ARGS.threads > 0:  # before numpy / torch / jax load their thread pools
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(ARGS.threads)
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import numpy as np  # noqa: E402
+
+sys.path[:0] = [str(ROOT), str(ROOT / "adapters")]  # also when not pip-installed
+import alice_ref  # noqa: E402
+from alice_ref import fast  # noqa: E402
+
+# -- helpers --------------------------------------------------------------------------------------
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def interleaved(contenders: dict, rounds: int, reps: int = 1) -> dict:
+    """{name: per-call seconds (median over rounds)}; each round runs every contender ``reps``
+    times, in an order that rotates from round to round."""
+    names = list(contenders)
+    times = {n: [] for n in names}
+    gc.collect()
+    gc.disable()
+    try:
+        for r in range(rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            for n in order:
+                f = contenders[n]
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    f()
+                times[n].append((time.perf_counter() - t0) / reps)
+    finally:
+        gc.enable()
+    return {n: median(ts) for n, ts in times.items()}
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "numpy": np.__version__, "platform": platform.platform(),
+            "threads": ARGS.threads or "library defaults"}
+    try:
+        info["loadavg_start"] = os.getloadavg()
+    except OSError:
+        pass
+    for mod in ("torch", "jax", "optax"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001
+            info[mod] = None
+    return info
+
+
+# -- NumPy: triad bandwidth and the update --------------------------------------------------------
+
+def bench_numpy(n: int, rounds: int) -> dict:
+    dt = np.float32
+    item = np.dtype(dt).itemsize
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.random(n, dtype=dt) for _ in range(3))
+    s = dt(3.0)
+    ch = fast.DEFAULT_CHUNK
+
+    th = ARGS.threads or (os.cpu_count() or 1)
+    tmps = [np.empty(ch, dt) for _ in range(th)]
+    pool = ThreadPoolExecutor(th) if th > 1 else None
+
+    def parts(body):  # the same split over threads as alice_ref.fast, for a fair bound
+        per = -(-n // th)
+        if pool is None:
+            body(0, n, 0)
+        else:
+            list(pool.map(lambda k: body(k * per, min(n, (k + 1) * per), k), range(th)))
+
+    def triad():  # a = b + s c, blocked so the product stays in cache: 3 words of traffic
+        def body(lo, hi, k):
+            for i in range(lo, hi, ch):
+                e = min(i + ch, hi)
+                t = tmps[k][:e - i]
+                np.multiply(c[i:e], s, t)
+                np.add(b[i:e], t, a[i:e])
+        parts(body)
+
+    def add():  # STREAM "add" a = b + c (one ufunc per thread; same 3 words)
+        parts(lambda lo, hi, k: np.add(b[lo:hi], c[lo:hi], a[lo:hi]))
+
+    def copy():
+        parts(lambda lo, hi, k: np.copyto(a[lo:hi], b[lo:hi]))
+
+    state = [rng.standard_normal(n).astype(dt) for _ in range(6)]
+    for k in (3, 4, 5):
+        state[k] = np.abs(state[k])
+    g = [rng.standard_normal(n).astype(dt) for _ in range(3)]
+    p = np.empty(n, dt)
+    cfg = alice_ref.AliceConfig(lr=1e-3, betas=(0.9, 0.999), quick_steps=3)
+    quick = alice_ref.schedule(13, cfg)  # after warm-up, 13 mod 4 != 0: a quick step
+    sample = alice_ref.schedule(12, cfg)
+    assert quick.update and not quick.sample and sample.sample and sample.update
+
+    def fast_quick():
+        fast.absorb_and_update(cfg, quick, *state, g[2], lr=cfg.lr, param=p, threads=th)
+
+    def fast_sample():
+        fast.absorb_and_update(cfg, sample, *state, g[2], g[0], g[1], lr=cfg.lr, param=p,
+                               threads=th)
+
+    core_state = alice_ref.AliceState(12, *([x.copy()] for x in state), 0)
+
+    def core_quick():
+        st = alice_ref.absorb_quick(core_state, quick, [g[2]], cfg)
+        alice_ref.apply_update(st, quick, cfg, cfg.lr)
+
+    def core_sample():
+        st = alice_ref.absorb_sample(core_state, sample, [g[0]], [g[1]], [g[2]], cfg, cfg.lr)
+        alice_ref.apply_update(st, sample, cfg, cfg.lr)
+
+    for f in (triad, add, copy, fast_quick, fast_sample, core_quick):
+        f()
+    t = interleaved({"triad": triad, "add": add, "copy": copy, "fast_quick": fast_quick,
+                     "fast_sample": fast_sample}, rounds)
+    tc = interleaved({"core_quick": core_quick, "core_sample": core_sample},
+                     max(2, rounds // 4))
+    t.update(tc)
+    # The bound uses the best streaming rate measured: the blocked NumPy triad pays Python per
+    # block, the single-ufunc add (same 3 words per element) does not.
+    bw = max(3 * item * n / t["triad"], 3 * item * n / t["add"])
+    wq = fast.state_words(sample=False)  # 11: g0 G V H R mu in, G V mu nu param out
+    ws = fast.state_words(sample=True)  # 15
+    rows = []
+    for name, words in (("fast_quick", wq), ("fast_sample", ws), ("core_quick", wq),
+                        ("core_sample", ws)):
+        eps_ = n / t[name]
+        rows.append({"path": name, "elements_per_s": eps_, "words": words,
+                     "bytes_per_s": eps_ * words * item, "fraction_of_triad_bound":
+                     eps_ * words * item / bw, "ms_per_call": t[name] * 1e3})
+    mix_fast = (t["fast_sample"] + 3 * t["fast_quick"]) / 4
+    mix_words = (ws + 3 * wq) / 4
+    return {"n": n, "dtype": "float32", "threads": th, "bound_GBps": bw / 1e9,
+            "triad_GBps": 3 * item * n / t["triad"] / 1e9,
+            "add_GBps": 3 * item * n / t["add"] / 1e9,
+            "copy_GBps": 2 * item * n / t["copy"] / 1e9, "rows": rows,
+            "q3_mix": {"words": mix_words, "fraction_of_triad_bound":
+                       n * mix_words * item / mix_fast / bw,
+                       "fast_vs_core_speedup": ((t["core_sample"] + 3 * t["core_quick"]) / 4)
+                       / mix_fast}}
+
+
+# -- torch ----------------------------------------------------------------------------------------
+
+def _torch_linear(torch, n):
+    shapes = [(1024, n // 4096)] * 4
+    g = torch.Generator().manual_seed(0)
+    ps = [torch.nn.Parameter(torch.randn(*s, generator=g) * 0.1) for s in shapes]
+    cs = [torch.randn(*s, generator=g) for s in shapes]
+    return ps, cs
+
+
+def _torch_cnn(torch, quick):
+    torch.manual_seed(0)
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 8 * 8, 128), nn.ReLU(), nn.Linear(128, 10))
+    g = torch.Generator().manual_seed(1)
+    bs = 32 if quick else 64
+    x = torch.randn(bs, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (bs,), generator=g)
+    return model, x, y
+
+
+def bench_torch(quick: bool) -> dict:
+    import torch
+    from alice_torch import Alice
+    if ARGS.threads:
+        torch.set_num_threads(ARGS.threads)
+    out = {"torch_threads": torch.get_num_threads()}
+    cycle = 4  # q + 1: one sample step and three quick steps
+    rounds = 5 if quick else 11
+
+    # (a) 4M parameters, nearly free gradient; each optimiser has its own copy of them
+    ps0, cs = _torch_linear(torch, ARGS.params)
+    n = sum(p.numel() for p in ps0)
+    opts = {}
+
+    def make(name, cls, **kw):
+        ps = [torch.nn.Parameter(p.detach().clone()) for p in ps0]
+        opt = cls(ps, lr=1e-3, **kw)
+
+        def closure():
+            opt.zero_grad(set_to_none=True)
+            loss = sum((p * c).sum() for p, c in zip(ps, cs))
+            loss.backward()
+            return loss
+        steps = cycle if isinstance(opt, Alice) else 1
+
+        def run():
+            for _ in range(steps):
+                opt.step(closure)
+        for _ in range(12 if isinstance(opt, Alice) else 3):  # past warm-up, aligned
+            opt.step(closure)
+        assert not isinstance(opt, Alice) or opt.t % cycle == 0
+        opts[name] = (opt, run, steps, ps)
+
+    make("alice_fused", Alice, quick_steps=3)
+    make("adam_foreach", torch.optim.Adam, foreach=True)
+    make("adam_fused", torch.optim.Adam, fused=True)
+    make("alice_generic", Alice, quick_steps=3, fused=False)
+    fast_names = ["alice_fused", "adam_foreach", "adam_fused"]
+    t = interleaved({k: opts[k][1] for k in fast_names}, rounds)
+    tg = interleaved({"alice_generic": opts["alice_generic"][1],
+                      "adam_foreach_g": opts["adam_foreach"][1]}, 2 if quick else 3)
+    per = {k: t[k] / opts[k][2] for k in fast_names}
+    per["alice_generic"] = tg["alice_generic"] / cycle
+    per_g_adam = tg["adam_foreach_g"]
+    out["linear"] = {
+        "params": n, "ms_per_batch": {k: v * 1e3 for k, v in per.items()},
+        "alice_fused_over_adam_foreach": per["alice_fused"] / per["adam_foreach"],
+        "alice_fused_over_adam_fused": per["alice_fused"] / per["adam_fused"],
+        "alice_generic_over_adam_foreach": per["alice_generic"] / per_g_adam,
+        "state_bytes_per_param_byte": {k: _torch_state_ratio(torch, opts[k][0], opts[k][3])
+                                       for k in ("alice_fused", "adam_foreach")},
+    }
+    opts.clear()
+    gc.collect()
+
+    # (b) small ReLU CNN, cross-entropy
+    res = {}
+    models = {}
+    for name in ("alice_fused", "adam_foreach", "alice_generic"):
+        model, x, y = _torch_cnn(torch, quick)
+        if name == "alice_fused":
+            opt = Alice(model.parameters(), lr=1e-3, quick_steps=3)
+        elif name == "alice_generic":
+            opt = Alice(model.parameters(), lr=1e-3, quick_steps=3, fused=False)
+        else:
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True)
+
+        def closure(model=model, opt=opt, x=x, y=y):
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            return loss
+        steps = cycle if isinstance(opt, Alice) else 1
+
+        def run(opt=opt, closure=closure, steps=steps):
+            for _ in range(steps):
+                opt.step(closure)
+        for _ in range(12 if isinstance(opt, Alice) else 3):
+            opt.step(closure)
+        models[name] = (run, steps, sum(p.numel() for p in model.parameters()))
+    t = interleaved({k: v[0] for k, v in models.items()}, rounds)
+    res = {k: t[k] / models[k][1] * 1e3 for k in models}
+    out["cnn"] = {"params": models["adam_foreach"][2], "batch": 32 if quick else 64,
+                  "ms_per_batch": res,
+                  "alice_fused_over_adam_foreach": res["alice_fused"] / res["adam_foreach"],
+                  "alice_generic_over_adam_foreach": res["alice_generic"] / res["adam_foreach"]}
+    return out
+
+
+def _torch_state_ratio(torch, opt, ps):
+    """Bytes of tensors in the optimiser state (distinct storages) / bytes of the parameters."""
+    seen, total = set(), 0
+    for p in ps:
+        for v in opt.state[p].values():
+            if isinstance(v, torch.Tensor) and v.numel() > 1:
+                key = v.untyped_storage().data_ptr()
+                if key not in seen:
+                    seen.add(key)
+                    total += v.untyped_storage().nbytes()
+    return total / sum(p.numel() * p.element_size() for p in ps)
+
+
+# -- jax ------------------------------------------------------------------------------------------
+
+def bench_jax(quick: bool) -> dict:
+    try:
+        import alice_jax
+    except Exception as e:  # noqa: BLE001
+        return {"skipped": f"alice_jax not importable: {type(e).__name__}: {e}"}
+    import jax
+    import jax.numpy as jnp
+    import optax
+    out = {"devices": [str(d) for d in jax.devices()]}
+    cycle = 4
+    rounds = 5 if quick else 11
+    n = ARGS.params
+    key = jax.random.PRNGKey(0)
+    ks = jax.random.split(key, 8)
+    params = {f"w{i}": 0.1 * jax.random.normal(ks[i], (1024, n // 4096)) for i in range(4)}
+    cs = {f"w{i}": jax.random.normal(ks[4 + i], (1024, n // 4096)) for i in range(4)}
+
+    def loss_lin(p, data):
+        return sum(jnp.sum(p[k] * data[k]) for k in p)
+
+    res = {}
+    res["linear"] = _jax_pair(jax, optax, alice_jax, params, loss_lin, cs, rounds, cycle)
+    res["linear"]["params"] = n
+    st = res["linear"].pop("_states")
+    res["linear"]["state_bytes_per_param_byte"] = st
+
+    # small ReLU CNN (NHWC), cross-entropy
+    bs = 32 if quick else 64
+    k = jax.random.split(jax.random.PRNGKey(1), 8)
+    cnn = {"c1": 0.1 * jax.random.normal(k[0], (3, 3, 3, 32)), "b1": jnp.zeros(32),
+           "c2": 0.05 * jax.random.normal(k[1], (3, 3, 32, 64)), "b2": jnp.zeros(64),
+           "l1": 0.02 * jax.random.normal(k[2], (64 * 8 * 8, 128)), "lb1": jnp.zeros(128),
+           "l2": 0.1 * jax.random.normal(k[3], (128, 10)), "lb2": jnp.zeros(10)}
+    x = jax.random.normal(k[4], (bs, 32, 32, 3))
+    y = jax.random.randint(k[5], (bs,), 0, 10)
+
+    def conv(h, w, b):
+        h = jax.lax.conv_general_dilated(h, w, (1, 1), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        h = jax.nn.relu(h + b)
+        return jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1),
+                                     "VALID")
+
+    def loss_cnn(p, data):
+        x, y = data
+        h = conv(x, p["c1"], p["b1"])
+        h = conv(h, p["c2"], p["b2"])
+        h = h.reshape(h.shape[0], -1)
+        h = jax.nn.relu(h @ p["l1"] + p["lb1"])
+        logits = h @ p["l2"] + p["lb2"]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    res["cnn"] = _jax_pair(jax, optax, alice_jax, cnn, loss_cnn, (x, y), rounds, cycle)
+    res["cnn"].pop("_states")
+    res["cnn"]["params"] = sum(v.size for v in jax.tree.leaves(cnn))
+    res["cnn"]["batch"] = bs
+    out.update(res)
+    return out
+
+
+def _jax_pair(jax, optax, alice_jax, params, loss, data, rounds, cycle):
+    """Jitted training steps (gradient + update + apply) of alice_jax and optax.adam on
+    ``loss(params, data)``; per-batch milliseconds, interleaved."""
+    txs = {"alice": alice_jax.alice(1e-3, quick_steps=3), "adam": optax.adam(1e-3)}
+    runs, states = {}, {}
+    copy = lambda t: jax.tree.map(lambda x: x.copy(), t)  # noqa: E731
+    for name, tx in txs.items():
+        if name == "alice":
+            @jax.jit
+            def step(p, s, d, tx=tx):
+                value_fn = lambda q: loss(q, d)  # noqa: E731 - this minibatch
+                g = jax.grad(value_fn)(p)
+                u, s = tx.update(g, s, p, value_fn=value_fn)
+                return optax.apply_updates(p, u), s
+        else:
+            @jax.jit
+            def step(p, s, d, tx=tx):
+                g = jax.grad(loss)(p, d)
+                u, s = tx.update(g, s, p)
+                return optax.apply_updates(p, u), s
+        box = [copy(params), tx.init(copy(params))]
+        steps = cycle if name == "alice" else 1
+
+        def run(box=box, step=step, steps=steps):
+            p, s = box
+            for _ in range(steps):
+                p, s = step(p, s, data)
+            jax.block_until_ready((p, s))
+            box[0], box[1] = p, s
+        for _ in range(3 if name == "alice" else 1):  # compile; then past warm-up, aligned
+            run()
+        runs[name] = (run, steps)
+        states[name] = box
+    t = interleaved({k: v[0] for k, v in runs.items()}, rounds)
+    per = {k: t[k] / runs[k][1] * 1e3 for k in runs}
+    pbytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(params))
+
+    def sbytes(s):
+        return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(s) if x.size > 1)
+    return {"ms_per_batch": per, "alice_over_adam": per["alice"] / per["adam"],
+            "_states": {k: sbytes(v[1]) / pbytes for k, v in states.items()}}
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+def markdown(res: dict) -> str:
+    m = res["machine"]
+    L = [f"Machine: {m['cpu']}, nproc={m['nproc']}; numpy {m['numpy']}, torch {m.get('torch')}, "
+         f"jax {m.get('jax')}, optax {m.get('optax')}; threads: {m['threads']}; load average "
+         f"at start {tuple(round(x, 2) for x in m.get('loadavg_start', ()))}, at end "
+         f"{tuple(round(x, 2) for x in m.get('loadavg_end', ()))}.", ""]
+    L += ["| measurement | value | target | met |", "|---|---|---|---|"]
+
+    def row(what, value, target="", met=None):
+        L.append(f"| {what} | {value} | {target} | "
+                 f"{'' if met is None else ('yes' if met else 'no')} |")
+    t = res.get("torch")
+    if t:
+        lin = t["linear"]
+        r = lin["alice_fused_over_adam_foreach"]
+        ms = lin["ms_per_batch"]
+        row(f"torch {lin['params'] / 1e6:.1f}M params, Alice(q=3) / Adam(foreach) per batch",
+            f"{r:.2f} ({ms['alice_fused']:.1f} / {ms['adam_foreach']:.1f} ms)", "<= 3.0",
+            r <= 3.0)
+        row("torch same, Alice / Adam(fused=True)",
+            f"{lin['alice_fused_over_adam_fused']:.2f} ({ms['adam_fused']:.1f} ms)")
+        row("torch same, generic core path (fused=False) / Adam(foreach)",
+            f"{lin['alice_generic_over_adam_foreach']:.2f} ({ms['alice_generic']:.1f} ms)")
+        c = t["cnn"]
+        cm = c["ms_per_batch"]
+        row(f"torch ReLU CNN ({c['params'] / 1e3:.0f}k params, batch {c['batch']}), "
+            f"Alice / Adam(foreach)",
+            f"{c['alice_fused_over_adam_foreach']:.2f} ({cm['alice_fused']:.1f} / "
+            f"{cm['adam_foreach']:.1f} ms)")
+        row("torch CNN, generic path / Adam(foreach)",
+            f"{c['alice_generic_over_adam_foreach']:.2f} ({cm['alice_generic']:.1f} ms)")
+    j = res.get("jax")
+    if j and "skipped" not in j:
+        for k, label in (("linear", f"{j['linear']['params'] / 1e6:.1f}M params"),
+                         ("cnn", f"ReLU CNN ({j['cnn']['params'] / 1e3:.0f}k params)")):
+            r = j[k]["alice_over_adam"]
+            ms = j[k]["ms_per_batch"]
+            row(f"jax jit {label}, alice_jax(q=3) / optax.adam per batch",
+                f"{r:.2f} ({ms['alice']:.2f} / {ms['adam']:.2f} ms)",
+                "<= 2.5" if k == "linear" else "", (r <= 2.5) if k == "linear" else None)
+    elif j:
+        row("jax", j["skipped"])
+    nres = res.get("numpy")
+    if nres:
+        row("memory bandwidth, STREAM triad a = b + s c (NumPy, blocked) / add a = b + c "
+            "(one ufunc) / copy", f"{nres['triad_GBps']:.1f} / {nres['add_GBps']:.1f} / "
+            f"{nres['copy_GBps']:.1f} GB/s; bound uses {nres['bound_GBps']:.1f} GB/s")
+        for r in nres["rows"]:
+            target = "" if not r["path"].startswith("fast") else ">= 50%"
+            row(f"NumPy {r['path']} update ({r['words']} words/element)",
+                f"{r['elements_per_s'] / 1e6:.0f} Melem/s = "
+                f"{r['fraction_of_triad_bound']:.0%} of the bandwidth bound", target,
+                (r["fraction_of_triad_bound"] >= 0.5) if target else None)
+        mix = nres["q3_mix"]
+        row(f"NumPy fast path, q=3 mix ({mix['words']:.2f} words/element)",
+            f"{mix['fraction_of_triad_bound']:.0%} of the bandwidth bound; "
+            f"{mix['fast_vs_core_speedup']:.1f}x the generic core", ">= 50%",
+            mix["fraction_of_triad_bound"] >= 0.5)
+    mem = res.get("memory")
+    if mem:
+        for k, v in mem.items():
+            if k.startswith("_"):
+                continue
+            target = "<= 6 words beyond the parameter" if k.startswith("alice") else ""
+            row(f"state bytes / parameter bytes: {k}", f"{v:.2f}", target,
+                (v <= 6.0) if target else None)
+    return "\n".join(L) + "\n"
+
+
+def main():
+    res = {"machine": machine(), "args": vars(ARGS)}
+    only = set(ARGS.only.split(","))
+    t0 = time.time()
+    if "numpy" in only:
+        res["numpy"] = bench_numpy(ARGS.params, 5 if ARGS.quick else 15)
+    if "torch" in only:
+        res["torch"] = bench_torch(ARGS.quick)
+    if "jax" in only:
+        res["jax"] = bench_jax(ARGS.quick)
+    if "memory" in only:
+        mem = {}
+        t = res.get("torch", {}).get("linear", {}).get("state_bytes_per_param_byte", {})
+        if t:
+            mem["alice_torch (mu, nu, G, V, H, R)"] = t["alice_fused"]
+            mem["torch Adam (exp_avg, exp_avg_sq)"] = t["adam_foreach"]
+        j = res.get("jax", {}).get("linear", {}).get("state_bytes_per_param_byte", {})
+        if j:
+            mem["alice_jax (mu, G, V, H, R; nu is the params)"] = j["alice"]
+            mem["optax.adam (mu, nu)"] = j["adam"]
+        mem["official Alice 1.1 (7 words beyond the parameter)"] = 7.0
+        res["memory"] = mem
+    try:
+        res["machine"]["loadavg_end"] = os.getloadavg()
+    except OSError:
+        pass
+    res["seconds"] = time.time() - t0
+    out = pathlib.Path(ARGS.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(res, indent=2, default=float))
+    md = markdown(res)
+    (out / "bench.md").write_text(md)
+    print(md)
+    print(f"({res['seconds']:.0f} s; written to {out / 'bench.json'} and {out / 'bench.md'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -267,10 +267,6 @@ def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = N
         GV = [absorb_gradient(g, v, a, x, b1_, b2_, config.w1, config.w2)
               for g, v, a, x, b1_, b2_ in zip(G, V, g0, nu, b1, b2)]
         G1, V1 = [x[0] for x in GV], [x[1] for x in GV]
-        MN = [alice_update(m, g, v, h, r, config) for m, g, v, h, r in zip(mu, G1, V1, H1, R1)]
-        mu1 = [jnp.where(do_update, mn[0], m) for mn, m in zip(MN, mu)]
-        nu1 = [jnp.where(do_update, mn[1], v) for mn, v in zip(MN, nu)]
-
         if n:
             bad = ~jnp.stack([ok_p, ok_m, all_finite(g0)])  # (3, n), ALICE.md's order
             any_bad = jnp.any(bad)
@@ -280,12 +276,21 @@ def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = N
             any_bad, bad_eval, bad_leaf = jnp.asarray(False), -1, -1
         ok = ~any_bad
         keep = lambda new, old: [jnp.where(ok, a, b) for a, b in zip(new, old)]  # noqa: E731
+        # The averages the state keeps, materialised once (the barrier stops XLA CPU, which
+        # has no multi-output loop fusion, from recomputing them inside every later loop and,
+        # with donated buffers, from copying the old averages to keep them readable). The step
+        # reads them: on a kept batch they are G1, V1, H1, R1; on a skipped one its result is
+        # discarded below.
+        G2, V2, H2, R2 = jax.lax.optimization_barrier(
+            (keep(G1, G), keep(V1, V), keep(H1, H), keep(R1, R)))
+        MN = [alice_update(m, g, v, h, r, config) for m, g, v, h, r in zip(mu, G2, V2, H2, R2)]
+        mu1 = [jnp.where(do_update, mn[0], m) for mn, m in zip(MN, mu)]
+        nu1 = [jnp.where(do_update, mn[1], v) for mn, v in zip(MN, nu)]
         unflat = treedef.unflatten
         i32 = lambda v: jnp.asarray(v, dtype=jnp.int32)  # noqa: E731
         new_state = AliceJaxState(
             count=jnp.where(ok, t, state.count).astype(jnp.int32), key=key,
-            mu=unflat(keep(mu1, mu)), G=unflat(keep(G1, G)), V=unflat(keep(V1, V)),
-            H=unflat(keep(H1, H)), R=unflat(keep(R1, R)),
+            mu=unflat(keep(mu1, mu)), G=unflat(G2), V=unflat(V2), H=unflat(H2), R=unflat(R2),
             skipped=(state.skipped + any_bad.astype(jnp.int32)).astype(jnp.int32),
             bad_eval=i32(bad_eval), bad_leaf=i32(bad_leaf))
         out = [jnp.where(ok, b.astype(p.dtype) - p, jnp.zeros_like(p))

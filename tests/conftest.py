@@ -78,3 +78,14 @@ def xp(request):
 def xp_cpu(request):
     """Like ``xp`` without cupy (for tests whose cost is dominated by host work)."""
     return load_namespace(request.param)
+
+
+@pytest.fixture
+def torch_one_thread():
+    """Tiny torch models: one intra-op thread is fastest and immune to a busy machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -256,13 +256,7 @@ torch = pytest.importorskip("torch")
 import alice_torch.optimizer as _opt_mod  # noqa: E402
 from alice_torch import Alice  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _mlp(dtype, seed=0, width=6):

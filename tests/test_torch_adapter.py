@@ -27,13 +27,7 @@ FIELDS = ("mu", "nu", "G", "V", "H", "R")
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest and immune to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def mlp(dtype=torch.float64, seed=0, dropout=0.0, n_in=3, hidden=5):

@@ -12,13 +12,7 @@ from alice_torch import Alice  # noqa: E402
 FIELDS = ("mu", "nu", "G", "V", "H", "R")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest and immune to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def make(dtype, seed):

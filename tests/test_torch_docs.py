@@ -11,13 +11,7 @@ DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "torch.md"
 BLOCKS = re.findall(r"<!-- test -->\s*```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest and immune to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_docs_have_runnable_examples():

@@ -374,8 +374,10 @@ def init(params, config: AliceConfig | None = None) -> AliceState:
     for p in params:
         xp = array_namespace(p)
         mu.append(xp.astype(p, _state_dtype(xp, p), copy=True))
-    zeros = tuple(array_namespace(m).zeros_like(m) for m in mu)
-    return AliceState(0, tuple(mu), tuple(mu), zeros, zeros, zeros, zeros, 0)
+    # Separate arrays for every field, so in-place fast paths (alice_ref.fast) may update them.
+    fresh = lambda: tuple(array_namespace(m).zeros_like(m) for m in mu)  # noqa: E731
+    nu = tuple(array_namespace(m).asarray(m, copy=True) for m in mu)
+    return AliceState(0, tuple(mu), nu, fresh(), fresh(), fresh(), fresh(), 0)
 
 
 def params_of(state: AliceState, like=None) -> list:

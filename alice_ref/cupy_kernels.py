@@ -49,7 +49,17 @@ SCALARS = ("b1", "b2", "b3", "two_sigma", "sigma", "w1", "w2", "w2sq", "eps", "a
 
 
 def available() -> bool:
-    """True when cupy imports and sees a CUDA device."""
+    """True when cupy imports and sees a CUDA device (never raises).
+
+    Returns:
+        Whether the fused CuPy path can run here.
+
+    Example:
+        A bool on every machine (False without cupy or a GPU):
+
+        >>> isinstance(available(), bool)
+        True
+    """
     try:
         import cupy
         return cupy.cuda.runtime.getDeviceCount() > 0
@@ -67,7 +77,36 @@ def kernel_source(dtype: str, sample: bool, update: bool, config: AliceConfig,
     """(in_params, out_params, operation, preamble) of the fused kernel for this case.
 
     Each line mirrors a line of the core (alice.absorb_curvature, alice.absorb_gradient,
-    alice.alice_update -> steps._bounded_step), in the same order."""
+    alice.alice_update -> steps._bounded_step), in the same order: the R3 estimators on a
+    sample step, the averages, then the R5 step clipped by the R6 bounds and the R7 update.
+    Pure code generation: needs neither cupy nor a GPU.
+
+    Args:
+        dtype: 'float32' or 'float64'.
+        sample: a sample step (inputs g+ and g-).
+        update: include the state update.
+        config: the hyperparameters (only the switches hess_comp, grad_glass, limit_method,
+            w1 != 0 and w2 != 0 shape the code; values are kernel arguments, :data:`SCALARS`).
+        param: add an output ``p`` that receives mu.
+
+    Returns:
+        (in_params, out_params, operation, preamble), the arguments of
+        ``cupy.ElementwiseKernel``.
+
+    Raises:
+        TypeError: a dtype other than float32 and float64.
+
+    Example:
+        A float32 sample step: three gradients in, the six state arrays out, round-to-nearest
+        intrinsics (no fused multiply-add):
+
+        >>> from alice_ref import AliceConfig
+        >>> ins, outs, op, pre = kernel_source("float32", True, True, AliceConfig())
+        >>> ins.split(", ")[:3], outs
+        (['T g0', 'T gp', 'T gm'], 'T mu, T nu, T G, T V, T H, T R')
+        >>> "__fadd_rn" in pre, "__fsqrt_rn" in pre, "R = EMA(R, rho_hat, b3);" in op
+        (True, True, True)
+    """
     if dtype not in _OPS:
         raise TypeError(f"the fused CuPy kernels support float32 and float64 state, got {dtype}")
     T, add, sub, mul, div, sqrt, fabs = _OPS[dtype]
@@ -151,8 +190,48 @@ def absorb_and_update(config: AliceConfig, sched: Schedule, mu, nu, G, V, H, R, 
     """One batch of one parameter in one kernel launch, in place on CuPy arrays: the core's
     ``absorb_sample`` (if ``g_plus``/``g_minus`` are given) or ``absorb_quick``, then
     ``apply_update`` (if ``sched.update``); ``param`` (optional) receives mu. The arguments
-    mean what they mean in :func:`alice_ref.fast.absorb_and_update`. mu and nu must not share
-    memory. Raises TypeError/ValueError before anything changes."""
+    mean what they mean in :func:`alice_ref.fast.absorb_and_update` (the same arithmetic,
+    R3, R5, R6, R7). mu and nu must not share memory.
+
+    Args:
+        config: the hyperparameters.
+        sched: the batch's schedule.
+        mu: centre (cupy array), updated in place.
+        nu: look-ahead, updated in place.
+        G: gradient average, updated in place.
+        V: squared-gradient average, updated in place.
+        H: curvature average, updated in place.
+        R: glass-density average, updated in place.
+        g_zero: gradient at nu.
+        g_plus: gradient at nu + sigma z (sample step), or None.
+        g_minus: gradient at nu - sigma z (sample step), or None.
+        lr: current learning rate (None: config.lr).
+        param: optional cupy array that receives mu.
+
+    Raises:
+        TypeError: only one of g_plus and g_minus, an array that is not a cupy array or has
+            another dtype than mu.
+        ValueError: a shape that differs from mu's, or mu and nu sharing memory.
+        Nothing changes when it raises.
+
+    Example:
+        The arguments are checked before cupy is needed; the launch itself needs a GPU:
+
+        >>> import numpy as np
+        >>> from alice_ref import AliceConfig, schedule
+        >>> c = AliceConfig()
+        >>> x = np.zeros(2)
+        >>> absorb_and_update(c, schedule(1, c), x, x, x, x, x, x, x, g_plus=x)
+        Traceback (most recent call last):
+        ...
+        TypeError: a sample step needs both g_plus and g_minus
+        >>> import cupy  # doctest: +SKIP
+        >>> mu, nu, G, V, H, R = (cupy.zeros(2) for _ in range(6))  # doctest: +SKIP
+        >>> absorb_and_update(c, schedule(1, c), mu, nu, G, V, H, R, cupy.ones(2),
+        ...                   cupy.ones(2), cupy.ones(2))  # doctest: +SKIP
+        >>> G.tolist(), H.tolist()  # batch 1: G = g0, H = |g+ - g-| / (2 sigma)  # doctest: +SKIP
+        ([1.0, 1.0], [0.0, 0.0])
+    """
     sample = g_plus is not None or g_minus is not None
     if sample and (g_plus is None or g_minus is None):
         raise TypeError("a sample step needs both g_plus and g_minus")
@@ -180,8 +259,33 @@ def absorb_and_update(config: AliceConfig, sched: Schedule, mu, nu, G, V, H, R, 
 
 
 def probe_points(nu, z, sigma: float):
-    """(nu + sigma z, nu - sigma z) in one launch (the core's probe_points in the state dtype;
-    z: the Rademacher signs as an array of nu's dtype)."""
+    """(nu + sigma z, nu - sigma z) in one launch: the core's probe_points in the state dtype.
+
+    Args:
+        nu: the look-ahead (a cupy array).
+        z: the Rademacher signs (R2) as a cupy array of nu's dtype and shape.
+        sigma: the perturbation length (rounded to nu's dtype once).
+
+    Returns:
+        The pair (nu + sigma z, nu - sigma z) of new cupy arrays.
+
+    Raises:
+        TypeError: z not a cupy array of nu's dtype.
+        ValueError: z of another shape.
+
+    Example:
+        The values, as the core gives them; the kernel needs a GPU:
+
+        >>> import numpy as np
+        >>> from alice_ref import init, probe_points as core_probe_points
+        >>> plus, minus, _ = core_probe_points(init([np.zeros(2)]), [np.array([1.0, -1.0])], 0.5)
+        >>> plus[0].tolist(), minus[0].tolist()
+        ([0.5, -0.5], [-0.5, 0.5])
+        >>> import cupy  # doctest: +SKIP
+        >>> pair = probe_points(cupy.zeros(2), cupy.asarray([1.0, -1.0]), 0.5)  # doctest: +SKIP
+        >>> [a.tolist() for a in pair]  # doctest: +SKIP
+        [[0.5, -0.5], [-0.5, 0.5]]
+    """
     import cupy
     _check("z", z, nu)
     dtype = str(nu.dtype)
@@ -199,8 +303,44 @@ def probe_points(nu, z, sigma: float):
 
 def update_state(state: AliceState, sched: Schedule, config: AliceConfig, g_zero, g_plus=None,
                  g_minus=None, *, lr: float | None = None) -> AliceState:
-    """:func:`absorb_and_update` on every parameter of a state of CuPy arrays (in place);
-    returns the state with t = sched.t (the same arrays)."""
+    """:func:`absorb_and_update` on every parameter of a state of CuPy arrays, in place.
+
+    Equal, bit for bit, to the core's ``apply_update(absorb_sample/absorb_quick(...))`` on
+    CuPy arrays. Every state array must have its own memory.
+
+    Args:
+        state: an AliceState of cupy arrays.
+        sched: the batch's schedule.
+        config: the hyperparameters.
+        g_zero: gradients at nu, one per parameter.
+        g_plus: gradients at nu + sigma z (sample step), or None.
+        g_minus: gradients at nu - sigma z (sample step), or None.
+        lr: current learning rate (None: config.lr).
+
+    Returns:
+        The state with t = sched.t (the same arrays, updated).
+
+    Raises:
+        ValueError: gradient lists of the wrong length, and the errors of
+            :func:`absorb_and_update`.
+
+    Example:
+        The gradient lists are checked first (no GPU needed for that); a real call needs one:
+
+        >>> import numpy as np
+        >>> from alice_ref import AliceConfig, init, schedule
+        >>> c = AliceConfig()
+        >>> update_state(init([np.zeros(2)]), schedule(1, c), c, g_zero=[])
+        Traceback (most recent call last):
+        ...
+        ValueError: g_zero has 0 arrays but the state has 1 parameters
+        >>> import cupy  # doctest: +SKIP
+        >>> state = init([cupy.zeros(2)])  # doctest: +SKIP
+        >>> state = state._replace(**{f: tuple(a.copy() for a in getattr(state, f))
+        ...                           for f in ("nu", "G", "V", "H", "R")})  # doctest: +SKIP
+        >>> update_state(state, schedule(2, c), c, [cupy.ones(2)]).t  # doctest: +SKIP
+        2
+    """
     n = len(state.mu)
     for name, gs in (("g_zero", g_zero), ("g_plus", g_plus), ("g_minus", g_minus)):
         if gs is not None and len(gs) != n:

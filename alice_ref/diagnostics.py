@@ -91,12 +91,28 @@ ValueAndGrad = Callable[[list], tuple[Any, Sequence]]
 # -- problem description -------------------------------------------------------------------------
 
 class Problem(NamedTuple):
-    """What the diagnostics need from a model.
+    """What the diagnostics need from a model: its gradient, a point and named groups.
 
-    value_and_grad: ``f(params) -> (loss, grads)`` on a fixed batch (deterministic: the same
-    params give the same answer), params and grads lists of arrays of one namespace.
-    params: the point nu to probe (a list of arrays). groups: group name -> positions in params.
-    loss: optional ``f(params) -> loss`` that skips the gradient (used by loss_prediction).
+    Build one directly or with :func:`from_flat`, :func:`from_torch` or :func:`from_jax`.
+
+    Args:
+        value_and_grad: ``f(params) -> (loss, grads)`` on a fixed batch (deterministic: the
+            same params give the same answer), params and grads lists of arrays of one
+            namespace.
+        params: the point nu to probe (a list of arrays).
+        groups: group name -> positions in params.
+        loss: optional ``f(params) -> loss`` that skips the gradient (used by
+            :func:`loss_prediction`).
+
+    Example:
+        L = sum_i p_i^2 over two arrays, the first one a group of its own:
+
+        >>> import numpy as np
+        >>> problem = Problem(lambda ps: (sum(float(p @ p) for p in ps), [2 * p for p in ps]),
+        ...                   [np.ones(2), np.ones(3)], {"first": [0], "rest": [1]})
+        >>> loss, grads = problem.value_and_grad(problem.params)
+        >>> loss, [g.tolist() for g in grads]
+        (5.0, [[2.0, 2.0], [2.0, 2.0, 2.0]])
     """
 
     value_and_grad: ValueAndGrad
@@ -211,7 +227,22 @@ def _jack(values) -> float:
 
 @dataclasses.dataclass
 class Estimate:
-    """A summary with its standard errors (see the module docstring for the rule)."""
+    """A summary value with its standard errors (see the module docstring for the rule).
+
+    se = sqrt(se_probes^2 + se_elements^2): the two-way (probe x element) jackknife error.
+
+    Attributes:
+        value: the summary (NaN when undefined, e.g. 0/0).
+        se: the combined standard error.
+        se_probes: delete-one-probe jackknife error (Monte Carlo error of the random signs).
+        se_elements: delete-one-block jackknife error over the group's elements.
+
+    Example:
+        Built with :meth:`of`, which combines the two parts:
+
+        >>> Estimate.of(1.0, 0.3, 0.4)
+        Estimate(value=1.0, se=0.5, se_probes=0.3, se_elements=0.4)
+    """
 
     value: float
     se: float
@@ -220,6 +251,24 @@ class Estimate:
 
     @classmethod
     def of(cls, value, se_probes, se_elements):
+        """An Estimate with se = sqrt(se_probes^2 + se_elements^2) over the finite parts.
+
+        Args:
+            value: the summary value.
+            se_probes: delete-one-probe jackknife error (NaN if unavailable: it is left out).
+            se_elements: delete-one-block jackknife error (NaN if unavailable: left out).
+
+        Returns:
+            The Estimate; se is NaN when value is not finite or neither part is finite.
+
+        Example:
+            A 3-4-5 triangle, a missing part left out, and an undefined value:
+
+            >>> Estimate.of(2.0, 0.3, 0.4).se, Estimate.of(2.0, float("nan"), 0.4).se
+            (0.5, 0.4)
+            >>> Estimate.of(float("nan"), 0.3, 0.4).se
+            nan
+        """
         parts = [s for s in (se_probes, se_elements) if math.isfinite(s)]
         se = math.sqrt(sum(s * s for s in parts)) if parts and math.isfinite(value) else math.nan
         return cls(float(value), se, float(se_probes), float(se_elements))
@@ -229,13 +278,34 @@ class Estimate:
 
 @dataclasses.dataclass
 class GroupCurvature:
-    """Per-group curvature summary (means over the group's elements).
+    """Per-group curvature summary (means over the group's elements), from :func:`curvature_probe`.
 
-    glass_density: mean rho_hat (R3); hessian_mean: mean signed Hutchinson diagonal (R2);
-    curvature_abs / curvature_rms: mean 'abs' / 'rms' magnitudes (R3; 'rms' includes the glass
-    leak rho / (2 sigma)); grad_abs: mean |g(nu)|; alpha = ALPHA_COEFF rho / grad_abs (R5's glass
-    curvature for this group's typical gradient); glass_to_hessian = alpha / curvature_abs: above
-    1 the glass term, not the Hessian, sets the size of Alice's step (R5).
+    Attributes:
+        name: the group's name.
+        size: its number of elements.
+        glass_density: mean rho_hat (R3).
+        hessian_mean: mean signed Hutchinson diagonal (R2).
+        curvature_abs: mean 'abs' magnitude |h| (R3).
+        curvature_rms: mean 'rms' magnitude h^2 (R3; includes the glass leak rho / (2 sigma)).
+        grad_abs: mean |g(nu)|.
+        alpha: ALPHA_COEFF rho / grad_abs (R5's glass curvature for this group's typical
+            gradient).
+        glass_to_hessian: alpha / curvature_abs: above 1 the glass term, not the Hessian, sets
+            the size of Alice's step (R5).
+
+    Example:
+        On L = sum theta_i^2 the Hessian diagonal is exactly 2 and there is no glass, so every
+        probe agrees (zero standard errors):
+
+        >>> import numpy as np
+        >>> theta = np.array([1.0, -2.0, 0.5, 3.0])
+        >>> problem = from_flat(lambda th: (float(th @ th), 2 * th), theta, [2, 2],
+        ...                     names=["a", "b"])
+        >>> g = curvature_probe(problem, sigma=0.5, n_probes=4).groups[0]
+        >>> g.name, g.size, g.glass_density.value, g.hessian_mean.value, g.curvature_rms.value
+        ('a', 2, 0.0, 2.0, 4.0)
+        >>> g.grad_abs, g.hessian_mean.se  # mean |2 theta| over (1, -2)
+        (3.0, 0.0)
     """
 
     name: str
@@ -251,8 +321,32 @@ class GroupCurvature:
 
 @dataclasses.dataclass
 class CurvatureReport:
-    """Result of :func:`curvature_probe`. ``hess_diag`` and ``rho`` hold the per-element means
-    (NumPy float64, one array per parameter; not serialised) for :func:`loss_prediction`."""
+    """Result of :func:`curvature_probe`: per-group summaries and per-element means.
+
+    Attributes:
+        sigma: the probe scale.
+        n_probes: the number of antithetic pairs.
+        evaluations: gradient evaluations used (1 + 2 n_probes).
+        loss: the loss at the probed point.
+        groups: one :class:`GroupCurvature` per group.
+        hess_diag: per-element mean Hutchinson diagonal, one NumPy float64 array per parameter
+            (not serialised; for :func:`loss_prediction`).
+        rho: per-element mean glass density, likewise.
+        grad: the gradient at the point, likewise.
+
+    Example:
+        One gradient at the point and two per probe:
+
+        >>> import numpy as np
+        >>> theta = np.array([1.0, -2.0, 0.5, 3.0])
+        >>> problem = from_flat(lambda th: (float(th @ th), 2 * th), theta, [2, 2],
+        ...                     names=["a", "b"])
+        >>> rep = curvature_probe(problem, sigma=0.5, n_probes=4)
+        >>> rep.evaluations, rep.loss, [g.name for g in rep.groups]
+        (9, 14.25, ['a', 'b'])
+        >>> rep.hess_diag[1].tolist()
+        [2.0, 2.0]
+    """
 
     sigma: float
     n_probes: int
@@ -264,6 +358,24 @@ class CurvatureReport:
     grad: list = dataclasses.field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
+        """The report as JSON-serialisable data, without the per-element arrays.
+
+        Returns:
+            A dict of plain Python values (non-finite floats become None); ``hess_diag``,
+            ``rho`` and ``grad`` are left out.
+
+        Example:
+            Ready for ``json.dumps``:
+
+            >>> import json
+            >>> import numpy as np
+            >>> problem = from_flat(lambda th: (float(th @ th), 2 * th), np.ones(2), [2])
+            >>> d = curvature_probe(problem, sigma=0.5, n_probes=2).to_dict()
+            >>> sorted(d), d["groups"][0]["hessian_mean"]["value"]
+            (['evaluations', 'groups', 'loss', 'n_probes', 'sigma'], 2.0)
+            >>> len(json.dumps(d)) > 0
+            True
+        """
         d = dataclasses.asdict(self)
         for k in ("hess_diag", "rho", "grad"):
             d.pop(k)
@@ -277,10 +389,37 @@ def curvature_probe(problem: Problem, sigma: float, n_probes: int = 16, seed=0, 
     For k = 1..n_probes: draw z (Rademacher), evaluate g+ = g(nu + sigma z), g- = g(nu - sigma z)
     (g0 = g(nu) once); per element rho_hat = glass_density(g+, g-, g0, sigma),
     h_hat = hessian_diag(g+, g-, z, sigma), and curvature_magnitude(.., 'abs' | 'rms').
-    Cost: 1 + 2 n_probes gradient evaluations. ``seed``: int or NumPy Generator (the signs).
-    ``callback(done, total)`` is called after each evaluation (progress bars).
+    Group summaries are means over probes and elements with two-way jackknife errors (module
+    docstring); glass_to_hessian = alpha / mean |h| with alpha = ALPHA_COEFF rho / mean |g|
+    (R5).
 
-    Raises ValueError for sigma <= 0, n_probes < 2 or malformed groups.
+    Args:
+        problem: the model (:class:`Problem`).
+        sigma: the perturbation length (> 0); Alice's is its learning rate.
+        n_probes: antithetic probe pairs (>= 2). Cost: 1 + 2 n_probes gradient evaluations.
+        seed: int or NumPy Generator (the signs).
+        max_blocks: at most this many element blocks per group for the element jackknife.
+        callback: ``callback(done, total)``, called after each evaluation (progress bars).
+
+    Returns:
+        A :class:`CurvatureReport`.
+
+    Raises:
+        ValueError: sigma not finite and > 0, n_probes < 2, or malformed groups.
+        TypeError: problem is not a Problem, or params are not arrays.
+
+    Example:
+        On L = sum theta_i^2 (gradient linear: no glass, Hessian diagonal 2) the estimates are
+        exact:
+
+        >>> import numpy as np
+        >>> theta = np.array([1.0, -2.0, 0.5, 3.0])
+        >>> problem = from_flat(lambda th: (float(th @ th), 2 * th), theta, [2, 2],
+        ...                     names=["a", "b"])
+        >>> rep = curvature_probe(problem, sigma=0.5, n_probes=4)
+        >>> [(g.name, g.glass_density.value, g.hessian_mean.value, g.curvature_abs.value)
+        ...  for g in rep.groups]
+        [('a', 0.0, 2.0, 2.0), ('b', 0.0, 2.0, 2.0)]
     """
     params, groups = _check_problem(problem)
     if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not (
@@ -347,13 +486,34 @@ def _size(p) -> int:
 
 @dataclasses.dataclass
 class GroupPowerLaw:
-    """Per group: the sweep y(t) = E_z mean_i (g_i(nu + t z) - g_i(nu))^2 and its exponent.
+    """Per group: the sweep y(t) = E_z mean_i (g_i(nu + t z) - g_i(nu))^2 and its exponent (R1).
 
-    p: least-squares slope of log y on log t (R1's power law); se: two-way jackknife error (see
-    the module docstring); fit_se: power_law_exponent's residual error (large when y(t) is not
-    one power law, e.g. glass at small t and Hessian at large t); ci: p +- z_level * se.
-    regime: 'glass' (ci entirely below 1.5), 'hessian' (ci entirely in [1.5, 3]), 'third-order'
-    (ci above 3) or 'mixed'.
+    Attributes:
+        name: the group's name.
+        size: its number of elements.
+        t: the perturbation lengths.
+        y: y(t) at each length; y_se its standard errors.
+        y_se: standard errors of y.
+        p: least-squares slope of log y on log t (R1's power law).
+        se: two-way jackknife error of p (module docstring).
+        se_probes: its probe part.
+        se_elements: its element part.
+        fit_se: power_law_exponent's residual error (large when y(t) is not one power law,
+            e.g. glass at small t and Hessian at large t).
+        ci: [p - z se, p + z se] at the report's ci_level.
+        regime: 'glass' (ci entirely below 1.5), 'hessian' (ci entirely in [1.5, 3]),
+            'third-order' (ci above 3), 'mixed', or 'unknown' (no finite ci).
+
+    Example:
+        A quadratic: g(nu + t z) - g(nu) = 2 t z, so y = 4 t^2 and p = 2:
+
+        >>> import numpy as np
+        >>> theta = np.array([1.0, -2.0, 0.5, 3.0])
+        >>> problem = from_flat(lambda th: (float(th @ th), 2 * th), theta, [2, 2],
+        ...                     names=["a", "b"])
+        >>> g = power_law_sweep(problem, [0.25, 0.5, 1.0], n_probes=2).groups[0]
+        >>> g.y, round(g.p, 12), g.regime
+        ([0.25, 1.0, 4.0], 2.0, 'hessian')
     """
 
     name: str
@@ -372,7 +532,25 @@ class GroupPowerLaw:
 
 @dataclasses.dataclass
 class PowerLawReport:
-    """Result of :func:`power_law_sweep`."""
+    """Result of :func:`power_law_sweep`.
+
+    Attributes:
+        scales: the perturbation lengths t.
+        n_probes: probe directions.
+        ci_level: the confidence level of each group's ci.
+        evaluations: gradient evaluations used (1 + n_probes len(scales)).
+        groups: one :class:`GroupPowerLaw` per group.
+
+    Example:
+        The cost of a sweep:
+
+        >>> import numpy as np
+        >>> theta = np.array([1.0, -2.0, 0.5, 3.0])
+        >>> problem = from_flat(lambda th: (float(th @ th), 2 * th), theta, [2, 2],
+        ...                     names=["a", "b"])
+        >>> power_law_sweep(problem, [0.25, 0.5, 1.0], n_probes=2).evaluations
+        7
+    """
 
     scales: list
     n_probes: int
@@ -381,6 +559,21 @@ class PowerLawReport:
     groups: list
 
     def to_dict(self) -> dict:
+        """The report as JSON-serialisable data (non-finite floats become None).
+
+        Returns:
+            A dict of plain Python values.
+
+        Example:
+            The top-level keys:
+
+            >>> import numpy as np
+            >>> theta = np.array([1.0, -2.0, 0.5, 3.0])
+            >>> problem = from_flat(lambda th: (float(th @ th), 2 * th), theta, [2, 2],
+            ...                     names=["a", "b"])
+            >>> sorted(power_law_sweep(problem, [0.25, 0.5, 1.0], n_probes=2).to_dict())
+            ['ci_level', 'evaluations', 'groups', 'n_probes', 'scales']
+        """
         return _clean(dataclasses.asdict(self))
 
 
@@ -418,7 +611,35 @@ def power_law_sweep(problem: Problem, scales: Sequence[float], n_probes: int = 8
     range around Alice's sigma). Each probe draws one z and evaluates all scales along it (common
     random numbers); cost 1 + n_probes * len(scales) evaluations. Every parameter is perturbed
     at once (as in Alice's probes); each group's gradient change is measured. The fit is on the
-    mean curve (power_law_exponent); ci = p +- z * se at ``ci_level``.
+    mean curve (power_law_exponent); ci = p +- z * se at ``ci_level``. p = 1 where glass
+    dominates, 2 where the Hessian does (R1).
+
+    Args:
+        problem: the model (:class:`Problem`).
+        scales: the perturbation lengths t.
+        n_probes: probe directions (>= 2).
+        seed: int or NumPy Generator (the signs).
+        ci_level: confidence level of the intervals, in (0, 1).
+        max_blocks: at most this many element blocks per group for the element jackknife.
+        callback: ``callback(done, total)``, called after each evaluation.
+
+    Returns:
+        A :class:`PowerLawReport`.
+
+    Raises:
+        ValueError: fewer than 3 scales or 2 distinct ones, a scale not positive and finite,
+            n_probes < 2, ci_level outside (0, 1), or malformed groups.
+
+    Example:
+        A quadratic has exponent 2 in every group:
+
+        >>> import numpy as np
+        >>> theta = np.array([1.0, -2.0, 0.5, 3.0])
+        >>> problem = from_flat(lambda th: (float(th @ th), 2 * th), theta, [2, 2],
+        ...                     names=["a", "b"])
+        >>> rep = power_law_sweep(problem, [0.25, 0.5, 1.0], n_probes=2)
+        >>> [(g.name, round(g.p, 12), g.regime) for g in rep.groups]
+        [('a', 2.0, 'hessian'), ('b', 2.0, 'hessian')]
     """
     params, groups = _check_problem(problem)
     ts = [float(t) for t in scales]
@@ -477,6 +698,20 @@ class StepSizePrediction:
     actual loss); mean_ratio = mean|dev| / mean B (R4 holds in expectation iff <= 1;
     mean_ratio_se by the delta method); mae_linear, mae_quadratic = mean |dL - g.delta|,
     mean |dL - Q|; mean_abs_dl = mean |dL|; rel_mae_quadratic = mae_quadratic / mean_abs_dl.
+    mean_bound is the mean of B.
+
+    Example:
+        On a quadratic the quadratic model is exact (Q = dL) and the linear one misses by
+        sum_i delta_i^2 = 4 tau^2 = 1 for four elements and tau = 0.5:
+
+        >>> import numpy as np
+        >>> theta = np.array([1.0, -2.0, 0.5, 3.0])
+        >>> problem = from_flat(lambda th: (float(th @ th), 2 * th), theta, [2, 2],
+        ...                     names=["a", "b"])
+        >>> curv = curvature_probe(problem, sigma=0.5, n_probes=2)
+        >>> s = loss_prediction(problem, curv, [0.5], n_steps=4).steps[0]
+        >>> s.tau, s.mae_quadratic, s.mae_linear, s.mean_bound, s.coverage
+        (0.5, 0.0, 1.0, 0.0, 1.0)
     """
 
     tau: float
@@ -496,7 +731,26 @@ class StepSizePrediction:
 
 @dataclasses.dataclass
 class LossPredictionReport:
-    """Result of :func:`loss_prediction`."""
+    """Result of :func:`loss_prediction`.
+
+    Attributes:
+        direction: 'rademacher' or 'coordinate'.
+        pool: 'group' or 'element' (how rho was taken for the bound).
+        evaluations: loss evaluations used.
+        steps: one :class:`StepSizePrediction` per step size.
+
+    Example:
+        One loss evaluation per step and size:
+
+        >>> import numpy as np
+        >>> theta = np.array([1.0, -2.0, 0.5, 3.0])
+        >>> problem = from_flat(lambda th: (float(th @ th), 2 * th), theta, [2, 2],
+        ...                     names=["a", "b"])
+        >>> curv = curvature_probe(problem, sigma=0.5, n_probes=2)
+        >>> rep = loss_prediction(problem, curv, [0.25, 0.5], n_steps=3)
+        >>> rep.direction, rep.pool, rep.evaluations, [s.tau for s in rep.steps]
+        ('rademacher', 'group', 6, [0.25, 0.5])
+    """
 
     direction: str
     pool: str
@@ -504,6 +758,22 @@ class LossPredictionReport:
     steps: list
 
     def to_dict(self) -> dict:
+        """The report as JSON-serialisable data (non-finite floats become None).
+
+        Returns:
+            A dict of plain Python values.
+
+        Example:
+            The top-level keys:
+
+            >>> import numpy as np
+            >>> theta = np.array([1.0, -2.0, 0.5, 3.0])
+            >>> problem = from_flat(lambda th: (float(th @ th), 2 * th), theta, [2, 2],
+            ...                     names=["a", "b"])
+            >>> curv = curvature_probe(problem, sigma=0.5, n_probes=2)
+            >>> sorted(loss_prediction(problem, curv, [0.5], n_steps=2).to_dict())
+            ['direction', 'evaluations', 'pool', 'steps']
+        """
         return _clean(dataclasses.asdict(self))
 
 
@@ -524,6 +794,35 @@ def loss_prediction(problem: Problem, curvature: CurvatureReport, step_sizes: Se
     'group', pooled: a single probe point gives a noisy per-element rho) or the per-element mean
     ('element'). Elements outside every group get rho = 0. Cost n_steps * len(step_sizes) loss
     evaluations (problem.loss if given, else value_and_grad).
+
+    Args:
+        problem: the model (:class:`Problem`), the same one ``curvature`` was measured on.
+        curvature: a :class:`CurvatureReport` from :func:`curvature_probe` at problem.params.
+        step_sizes: the per-element step lengths tau (positive, finite).
+        n_steps: random steps per size (>= 2).
+        seed: int or NumPy Generator (the directions).
+        direction: 'rademacher' or 'coordinate'.
+        pool: 'group' or 'element'.
+        callback: ``callback(done, total)``, called after each evaluation.
+
+    Returns:
+        A :class:`LossPredictionReport`.
+
+    Raises:
+        ValueError: an unknown direction or pool, a bad step size, n_steps < 2, or a
+            curvature report of another problem.
+
+    Example:
+        On a quadratic the quadratic model predicts every change exactly:
+
+        >>> import numpy as np
+        >>> theta = np.array([1.0, -2.0, 0.5, 3.0])
+        >>> problem = from_flat(lambda th: (float(th @ th), 2 * th), theta, [2, 2],
+        ...                     names=["a", "b"])
+        >>> curv = curvature_probe(problem, sigma=0.5, n_probes=2)
+        >>> rep = loss_prediction(problem, curv, [0.5, 1.0], n_steps=4, direction="coordinate")
+        >>> [s.mae_quadratic for s in rep.steps]
+        [0.0, 0.0]
     """
     params, groups = _check_problem(problem)
     if direction not in DIRECTIONS:
@@ -612,8 +911,25 @@ def _step_stats(tau, a) -> StepSizePrediction:
 
 @dataclasses.dataclass
 class DiagnosticsReport:
-    """All three diagnostics of one problem (see :func:`diagnose`); ``loss_prediction`` holds
-    one LossPredictionReport per step direction."""
+    """All three diagnostics of one problem (see :func:`diagnose`).
+
+    Attributes:
+        curvature: the :class:`CurvatureReport`.
+        power_law: the :class:`PowerLawReport`.
+        loss_prediction: one :class:`LossPredictionReport` per step direction.
+        meta: free-form description of the run (serialised as given).
+
+    Example:
+        The parts of a small run:
+
+        >>> import numpy as np
+        >>> theta = np.array([1.0, -2.0, 0.5, 3.0])
+        >>> problem = from_flat(lambda th: (float(th @ th), 2 * th), theta, [2, 2],
+        ...                     names=["a", "b"])
+        >>> rep = diagnose(problem, 0.5, n_probes=2, n_steps=2)
+        >>> rep.curvature.evaluations, [r.direction for r in rep.loss_prediction]
+        (5, ['rademacher', 'coordinate'])
+    """
 
     curvature: CurvatureReport
     power_law: PowerLawReport
@@ -621,6 +937,23 @@ class DiagnosticsReport:
     meta: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """The whole report as JSON-serialisable data, with the constants it used.
+
+        Returns:
+            A dict with 'meta', 'curvature', 'power_law', 'loss_prediction' (a list) and
+            'constants' (GLASS_COEFF, ALPHA_COEFF, NOMINAL_COVERAGE).
+
+        Example:
+            The top-level keys:
+
+            >>> import numpy as np
+            >>> theta = np.array([1.0, -2.0, 0.5, 3.0])
+            >>> problem = from_flat(lambda th: (float(th @ th), 2 * th), theta, [2, 2],
+            ...                     names=["a", "b"])
+            >>> d = diagnose(problem, 0.5, n_probes=2, n_steps=2, meta={"run": 1}).to_dict()
+            >>> sorted(d), d["meta"]
+            (['constants', 'curvature', 'loss_prediction', 'meta', 'power_law'], {'run': 1})
+        """
         return {"meta": _clean(self.meta), "curvature": self.curvature.to_dict(),
                 "power_law": self.power_law.to_dict(),
                 "loss_prediction": [r.to_dict() for r in self.loss_prediction],
@@ -640,6 +973,42 @@ def diagnose(problem: Problem, sigma: float, *, n_probes: int = 16,
     Defaults: scales = sigma * 2^k, k = -3..3; step_sizes = sigma * (1/4, 1/2, 1, 2, 4);
     sweep_probes = n_probes // 2 (at least 2); both step directions. ``callback(stage, done,
     total)`` reports progress, stage 'curvature', 'power_law' or 'loss_prediction:<direction>'.
+    The results: R2/R3 (curvature), R1 (power law), R4 (loss prediction).
+
+    Args:
+        problem: the model (:class:`Problem`).
+        sigma: the probe scale (> 0).
+        n_probes: probe pairs of :func:`curvature_probe`.
+        scales: perturbation lengths of :func:`power_law_sweep` (default above).
+        sweep_probes: probe directions of the sweep (default above).
+        step_sizes: step sizes of :func:`loss_prediction` (default above).
+        n_steps: random steps per size.
+        direction: one direction or a sequence of them (default both).
+        pool: 'group' or 'element'.
+        ci_level: confidence level of the power-law intervals.
+        seed: int or NumPy Generator, shared by the three stages in order.
+        callback: ``callback(stage, done, total)``.
+        meta: free-form description stored in the report.
+
+    Returns:
+        A :class:`DiagnosticsReport`.
+
+    Raises:
+        ValueError: as the three diagnostics.
+
+    Example:
+        Costs with the defaults: 1 + 2 n_probes, 1 + 7 sweep_probes and 5 n_steps per
+        direction:
+
+        >>> import numpy as np
+        >>> theta = np.array([1.0, -2.0, 0.5, 3.0])
+        >>> problem = from_flat(lambda th: (float(th @ th), 2 * th), theta, [2, 2],
+        ...                     names=["a", "b"])
+        >>> rep = diagnose(problem, 0.5, n_probes=2, n_steps=2)
+        >>> rep.curvature.evaluations, rep.power_law.evaluations
+        (5, 15)
+        >>> [r.evaluations for r in rep.loss_prediction]
+        [10, 10]
     """
     rng = _rng(seed)
     scales = [sigma * 2.0 ** k for k in range(-3, 4)] if scales is None else list(scales)
@@ -686,6 +1055,31 @@ def from_flat(value_and_grad_flat: Callable, theta, sizes: Sequence[int],
     ``value_and_grad_flat(theta) -> (loss, grad)`` on one vector (e.g. a landscape's
     ``lambda th: (L.loss(th), L.grad(th))``); ``sizes`` e.g. ReluTeacherStudent.param_sizes with
     names ('W', 'c', 'v', 'd'). Works in theta's namespace.
+
+    Args:
+        value_and_grad_flat: ``f(theta) -> (loss, grad)`` on one vector.
+        theta: the point (a 1-D array).
+        sizes: consecutive group sizes, positive, adding up to len(theta).
+        names: the groups' names (distinct); default '0', '1', ...
+        loss_flat: optional ``f(theta) -> loss`` (used by :func:`loss_prediction`).
+
+    Returns:
+        A :class:`Problem` with one array and one group per size.
+
+    Raises:
+        ValueError: sizes that are not positive or do not add up, or bad names.
+
+    Example:
+        Two groups of two elements:
+
+        >>> import numpy as np
+        >>> theta = np.array([1.0, -2.0, 0.5, 3.0])
+        >>> problem = from_flat(lambda th: (float(th @ th), 2 * th), theta, [2, 2],
+        ...                     names=["a", "b"])
+        >>> problem.groups, [p.tolist() for p in problem.params]
+        ({'a': [0], 'b': [1]}, [[1.0, -2.0], [0.5, 3.0]])
+        >>> problem.value_and_grad(problem.params)[1][1].tolist()
+        [1.0, 6.0]
     """
     xp = array_namespace(theta)
     sizes = [int(s) for s in sizes]
@@ -719,6 +1113,36 @@ def from_torch(model, loss_fn: Callable, inputs, targets, *, groups: str = "para
     owning module's name). ``seed``: when not None each evaluation runs under
     torch.random.fork_rng with this seed, so dropout-like randomness is the same at every
     evaluation point (as Alice's RNG save/restore); put the model in eval() mode otherwise.
+
+    Args:
+        model: a torch.nn.Module.
+        loss_fn: ``loss_fn(outputs, targets) -> scalar tensor``.
+        inputs: the batch's inputs.
+        targets: the batch's targets.
+        groups: 'parameters' or 'modules'.
+        seed: torch seed for every evaluation, or None.
+
+    Returns:
+        A :class:`Problem` over detached copies of the trainable parameters (with ``loss``).
+
+    Raises:
+        ValueError: an unknown ``groups``, or a model without trainable parameters.
+
+    Example:
+        A linear layer: one group per parameter, or one for the module; the loss
+        sum(w x)^2 at w = 0 has zero gradient:
+
+        >>> import torch
+        >>> model = torch.nn.Linear(2, 1, bias=False)
+        >>> _ = torch.nn.init.zeros_(model.weight)
+        >>> x, y = torch.ones(1, 2), torch.zeros(1, 1)
+        >>> problem = from_torch(model, torch.nn.functional.mse_loss, x, y)
+        >>> problem.groups, from_torch(model, torch.nn.functional.mse_loss, x, y,
+        ...                            groups="modules").groups
+        ({'weight': [0]}, {'weight': [0]})
+        >>> loss, grads = problem.value_and_grad(problem.params)
+        >>> float(loss), grads[0].tolist()
+        (0.0, [[0.0, 0.0]])
     """
     import torch
     from torch.func import functional_call
@@ -757,8 +1181,33 @@ def from_torch(model, loss_fn: Callable, inputs, targets, *, groups: str = "para
 
 
 def from_jax(loss_fn: Callable, params, *, jit: bool = True) -> Problem:
-    """A Problem for a JAX loss over a pytree of parameters; one group per leaf (named by its
-    key path). ``loss_fn(params) -> scalar`` on a fixed batch (jax imported lazily)."""
+    """A Problem for a JAX loss over a pytree of parameters; one group per leaf.
+
+    Each group is named by its leaf's key path (``jax.tree_util.keystr``). jax is imported
+    lazily.
+
+    Args:
+        loss_fn: ``loss_fn(params) -> scalar`` on a fixed batch.
+        params: the point, a pytree of arrays.
+        jit: compile the gradient and the loss with ``jax.jit``.
+
+    Returns:
+        A :class:`Problem` (with ``loss``) over the pytree's leaves.
+
+    Raises:
+        ValueError: a pytree without leaves.
+
+    Example:
+        A dict of two leaves; the gradient of sum p^2 is 2 p:
+
+        >>> import jax.numpy as jnp
+        >>> problem = from_jax(lambda ps: (ps["w"] ** 2).sum() + (ps["b"] ** 2).sum(),
+        ...                    {"w": jnp.ones(2), "b": jnp.zeros(1)}, jit=False)
+        >>> problem.groups
+        {"['b']": [0], "['w']": [1]}
+        >>> [g.tolist() for g in problem.value_and_grad(problem.params)[1]]
+        [[0.0], [2.0, 2.0]]
+    """
     import jax
 
     leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(params)

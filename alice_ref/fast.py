@@ -65,8 +65,25 @@ _N_MASKS = 2
 
 
 class Workspace:
-    """Preallocated scratch blocks, one set per (dtype, thread slot), reused across calls. One
-    workspace must not be used by two calls at the same time."""
+    """Preallocated scratch blocks, one set per (dtype, thread slot), reused across calls.
+
+    One workspace must not be used by two calls at the same time (give each thread that calls
+    this module its own).
+
+    Args:
+        chunk: elements per block (an integer >= 1; default :data:`DEFAULT_CHUNK`).
+
+    Raises:
+        ValueError: chunk is not an integer >= 1.
+
+    Example:
+        Blocks are made on first use of a dtype, then reused:
+
+        >>> import numpy as np
+        >>> ws = Workspace(chunk=4)
+        >>> ws.chunk, ws.get(np.float32) is ws.get(np.float32)
+        (4, True)
+    """
 
     def __init__(self, chunk: int = DEFAULT_CHUNK):
         if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
@@ -75,7 +92,28 @@ class Workspace:
         self._sets: dict = {}
 
     def get(self, dtype, slot: int = 0):
-        """(float scratch blocks, bool mask blocks, unsigned bits block) for ``dtype``."""
+        """The scratch blocks of ``dtype`` for one thread slot, made on first use.
+
+        Args:
+            dtype: float32 or float64 (anything ``np.dtype`` accepts).
+            slot: the thread slot (0 for the calling thread).
+
+        Returns:
+            (float scratch blocks, bool mask blocks, unsigned bits block): lists of 4 arrays of
+            ``dtype`` and 2 bool arrays, and one uint32/uint64 array (the dtype's width), each
+            of ``chunk`` elements.
+
+        Raises:
+            TypeError: a dtype other than float32 and float64.
+
+        Example:
+            The blocks of float32, chunk 4:
+
+            >>> import numpy as np
+            >>> floats, masks, bits = Workspace(chunk=4).get(np.float32)
+            >>> len(floats), floats[0].shape, floats[0].dtype, len(masks), bits.dtype
+            (4, (4,), dtype('float32'), 2, dtype('uint32'))
+        """
         dtype = np.dtype(dtype)
         s = self._sets.get((dtype, slot))
         if s is None:
@@ -157,7 +195,52 @@ def absorb_and_update(config: AliceConfig, sched: Schedule, mu, nu, G, V, H, R, 
     dtype that receives mu after the batch (the model's parameter). ``threads``: blocks are
     shared among this many threads (1: the calling thread only). Results are bit-identical to
     the core's on NumPy arrays (module docstring) for every state the algorithm can reach
-    (V, H, R >= 0). Raises TypeError/ValueError (naming the argument) before anything changes.
+    (V, H, R >= 0). Each state array must have its own memory (the state of
+    :func:`alice_ref.init` uses one zeros array for G, V, H and R: copy them first).
+
+    The arithmetic: G <- EMA_b1(G, g0 + w1 sign(nu) + w2 nu), V <- EMA_b2(V, g0^2); on a sample
+    step H <- EMA_b3(H, |h| + w2 or h^2 + w2^2) with h = (g+ - g-) / (2 sigma) and
+    R <- EMA_b3(R, 2 d^2 / sigma) with d = (g+ + g-)/2 - g0 (R3); then, if ``sched.update``,
+    d = |G| / h_opt (R5) clipped to [lo f, hi f] (R6), mu <- mu + phi delta and
+    nu <- mu + omega delta with delta = -sign(G) d (R7).
+
+    Args:
+        config: the hyperparameters.
+        sched: the batch's :class:`alice_ref.Schedule` (averages' weights, update or not).
+        mu: centre, updated in place.
+        nu: look-ahead, updated in place.
+        G: gradient average, updated in place.
+        V: squared-gradient average, updated in place.
+        H: curvature average, updated in place.
+        R: glass-density average, updated in place.
+        g_zero: gradient at nu.
+        g_plus: gradient at nu + sigma z (sample step), or None.
+        g_minus: gradient at nu - sigma z (sample step), or None.
+        lr: current learning rate (None: config.lr).
+        param: optional array that receives mu.
+        workspace: scratch blocks (None: a module-wide one, not thread-safe).
+        sqrt: ``sqrt(x, out)`` replacing NumPy's (e.g. torch's).
+        threads: threads sharing the blocks.
+
+    Raises:
+        TypeError: a non-NumPy mu, a dtype other than float32/float64, or only one of
+            g_plus and g_minus.
+        ValueError: an array of the wrong size or dtype, a read-only one, or bad threads.
+        Nothing changes when it raises.
+
+    Example:
+        Batch 1 is a sample step with all averages' weights 0 and no update, so G = g0,
+        V = g0^2 and H = |h| = 2 for the gradient g = 2 theta of sum theta^2:
+
+        >>> import numpy as np
+        >>> from alice_ref import AliceConfig, schedule
+        >>> c = AliceConfig(lr=0.5, betas=(0.5, 0.999))  # sigma = 0.5: exact probe points
+        >>> mu = np.array([1.0, -2.0]); nu = mu.copy(); z = np.array([1.0, -1.0])
+        >>> G, V, H, R = (np.zeros(2) for _ in range(4))
+        >>> absorb_and_update(c, schedule(1, c), mu, nu, G, V, H, R, 2 * nu,
+        ...                   2 * (nu + 0.5 * z), 2 * (nu - 0.5 * z))
+        >>> G.tolist(), V.tolist(), H.tolist(), R.tolist(), mu.tolist()
+        ([2.0, -4.0], [4.0, 16.0], [2.0, 2.0], [0.0, 0.0], [1.0, -2.0])
     """
     if not isinstance(mu, np.ndarray):
         raise TypeError(f"mu must be a NumPy array, got {type(mu).__name__}")
@@ -324,10 +407,32 @@ def _clip(d, lo_b, hi_b, lazy_lo, q0, q1):
 
 
 def negative_mask(u, out=None, *, packed: bool = False, workspace: Workspace | None = None):
-    """The probe signs as a mask: True where z = -1, i.e. u < 0.5 (the official convention of
-    sampling.rademacher_from_uniform). ``out``: optional bool array to write into. ``packed``:
-    return the mask packed eight elements to a byte (``np.packbits`` order, computed block by
-    block, so no array of u's size is allocated): 1/32 of a float32 word per element."""
+    """The probe signs as a mask: True where z = -1, i.e. u < 0.5 (R2's Rademacher probes).
+
+    The official convention of sampling.rademacher_from_uniform: z = -1 where u < 0.5, else +1.
+
+    Args:
+        u: uniforms in [0, 1), a NumPy array.
+        out: optional bool array to write into (unpacked form only).
+        packed: return the mask packed eight elements to a byte (``np.packbits`` order,
+            computed block by block, so no array of u's size is allocated): 1/32 of a float32
+            word per element.
+        workspace: scratch blocks for the packed form.
+
+    Returns:
+        The bool mask (u's shape), or the packed uint8 array of ceil(n/8) bytes.
+
+    Raises:
+        TypeError: packed=True and u is not a NumPy array.
+
+    Example:
+        Signs -1, +1, +1, -1; packed, the bits 1001 0000 make the byte 144:
+
+        >>> import numpy as np
+        >>> u = np.array([0.1, 0.5, 0.7, 0.2])
+        >>> negative_mask(u).tolist(), negative_mask(u, packed=True).tolist()
+        ([True, False, False, True], [144])
+    """
     if not packed:
         return np.less(u, 0.5, out=out)
     if not isinstance(u, np.ndarray):
@@ -352,9 +457,32 @@ def probe_point(nu, negative, sigma: float, sign: int, out, *,
     """Evaluation point nu + sign sigma z of a sample step into ``out`` (the core's
     :func:`alice_ref.probe_points`, bit-identical), z = -1 where ``negative`` else +1.
 
-    nu: the look-ahead (state dtype); negative: bool array of the same size, or the packed form
-    (uint8, see :func:`negative_mask`); sign: +1 (nu + sigma z) or -1 (nu - sigma z); out: an
-    array of the state dtype and size (e.g. the parameter's NumPy view).
+    Args:
+        nu: the look-ahead (state dtype).
+        negative: bool array of the same size, or the packed form (uint8, see
+            :func:`negative_mask`).
+        sigma: the perturbation length (the learning rate).
+        sign: +1 (nu + sigma z) or -1 (nu - sigma z).
+        out: an array of the state dtype and size (e.g. the parameter's NumPy view).
+        workspace: scratch blocks (None: a module-wide one).
+        threads: threads sharing the blocks.
+
+    Raises:
+        ValueError: sign not +-1, sizes that do not match, a read-only out.
+        TypeError: nu not a NumPy array, or a dtype other than float32/float64.
+
+    Example:
+        Both forms of the mask give nu +- sigma z:
+
+        >>> import numpy as np
+        >>> neg = negative_mask(np.array([0.1, 0.5, 0.7, 0.2]))
+        >>> out = np.empty(4)
+        >>> probe_point(np.zeros(4), neg, 0.5, +1, out)
+        >>> out.tolist()
+        [-0.5, 0.5, 0.5, -0.5]
+        >>> probe_point(np.zeros(4), np.packbits(neg), 0.5, -1, out)
+        >>> out.tolist()
+        [0.5, -0.5, -0.5, 0.5]
     """
     if sign not in (1, -1):
         raise ValueError(f"sign must be +1 or -1, got {sign!r}")
@@ -395,16 +523,58 @@ def update_state(state: AliceState, sched: Schedule, config: AliceConfig, g_zero
                  sqrt=None, threads: int = 1) -> AliceState:
     """The whole-state form: :func:`absorb_and_update` on every parameter of ``state`` (NumPy
     arrays, updated in place; mu and nu must not share memory) and the counter advanced; equal
-    to the core's ``apply_update(absorb_sample/absorb_quick(...))``. Returns the state with
-    t = sched.t (the same array objects)."""
+    to the core's ``apply_update(absorb_sample/absorb_quick(...))``, bit for bit. Every state
+    array must have its own memory (a state from :func:`alice_ref.init` does); arrays that may
+    share memory are refused before anything changes.
+
+    Args:
+        state: an AliceState of NumPy arrays.
+        sched: the batch's schedule.
+        config: the hyperparameters.
+        g_zero: gradients at nu, one per parameter.
+        g_plus: gradients at nu + sigma z (sample step), or None.
+        g_minus: gradients at nu - sigma z (sample step), or None.
+        lr: current learning rate (None: config.lr).
+        workspace: scratch blocks.
+        sqrt: ``sqrt(x, out)`` replacing NumPy's.
+        threads: threads sharing the blocks.
+
+    Returns:
+        The state with t = sched.t (the same array objects, updated).
+
+    Raises:
+        ValueError: gradient lists of the wrong length, two state arrays of one parameter that
+            may share memory, and the errors of :func:`absorb_and_update`.
+
+    Example:
+        Bit-identical to the core on the first (sample) batch:
+
+        >>> import numpy as np
+        >>> from alice_ref import (AliceConfig, absorb_sample, apply_update, init,
+        ...                        probe_points, schedule)
+        >>> c = AliceConfig(lr=0.1, betas=(0.5, 0.999))
+        >>> state, sched = init([np.array([1.0, -2.0])]), schedule(1, c)
+        >>> points = probe_points(state, [np.array([1.0, -1.0])], 0.1)
+        >>> gp, gm, g0 = [[2 * x for x in pt] for pt in points]  # gradients of sum theta^2
+        >>> ref = apply_update(absorb_sample(state, sched, gp, gm, g0, c), sched, c)
+        >>> new = update_state(state, sched, c, g0, gp, gm)  # updates state's arrays in place
+        >>> new.t, all(np.array_equal(getattr(new, f)[0], getattr(ref, f)[0])
+        ...            for f in ("mu", "nu", "G", "V", "H", "R"))
+        (1, True)
+    """
     n = len(state.mu)
     for name, gs in (("g_zero", g_zero), ("g_plus", g_plus), ("g_minus", g_minus)):
         if gs is not None and len(gs) != n:
             raise ValueError(f"{name} has {len(gs)} arrays but the state has {n} parameters")
+    fields = ("mu", "nu", "G", "V", "H", "R")
     for i in range(n):
-        if np.shares_memory(state.mu[i], state.nu[i]):
-            raise ValueError(f"mu[{i}] and nu[{i}] share memory; the fast path updates them in "
-                             f"place (copy one of them first)")
+        arrays = [getattr(state, f)[i] for f in fields]
+        for a in range(len(fields)):
+            for b in range(a + 1, len(fields)):
+                if np.may_share_memory(arrays[a], arrays[b]):
+                    raise ValueError(f"{fields[a]}[{i}] and {fields[b]}[{i}] share memory; the "
+                                     f"fast path updates them in place (copy one of them first)")
+    for i in range(n):
         absorb_and_update(config, sched, state.mu[i], state.nu[i], state.G[i], state.V[i],
                           state.H[i], state.R[i], g_zero[i],
                           None if g_plus is None else g_plus[i],
@@ -417,7 +587,22 @@ def state_words(sample: bool, update: bool = True, param: bool = True) -> int:
     """Words per element that one :func:`absorb_and_update` call must move through memory (the
     traffic floor of the update, used by the benchmarks): reads g0, G, V, mu (+ H, R for the
     update; + g+, g-, H, R on a sample step), writes G, V (+ H, R on a sample step, + mu, nu
-    for the update, + the parameter)."""
+    for the update, + the parameter).
+
+    Args:
+        sample: a sample step (g+ and g- too).
+        update: the state update runs (after warm-up).
+        param: the parameter is written.
+
+    Returns:
+        The number of words per element.
+
+    Example:
+        11 words on a quick batch, 15 on a sample batch (module docstring):
+
+        >>> state_words(sample=False), state_words(sample=True)
+        (11, 15)
+    """
     reads = 3 + (1 if update else 0) + (2 if update or sample else 0) + (2 if sample else 0)
     writes = 2 + (2 if sample else 0) + (2 if update else 0) + (1 if param else 0)
     return reads + writes

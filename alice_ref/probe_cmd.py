@@ -43,13 +43,34 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_MISSING = 0, 1, 2, 3
 
 
 class MissingDependency(RuntimeError):
-    """An optional package needed by the chosen task is not installed."""
+    """An optional package needed by the chosen task is not installed (exit code 3).
+
+    Example:
+        A RuntimeError whose message says what to install:
+
+        >>> issubclass(MissingDependency, RuntimeError)
+        True
+    """
 
 
 # -- shared helpers ------------------------------------------------------------------------------
 
 class Progress:
-    """A progress bar: tqdm when installed, else a plain counter on stderr; silent if disabled."""
+    """A progress bar: tqdm when installed, else a plain counter on stderr; silent if disabled.
+
+    Args:
+        total: the number of units of work.
+        desc: the label shown before the count.
+        enabled: False for no output at all (the count is still kept in ``n``).
+
+    Example:
+        A silent bar still counts:
+
+        >>> bar = Progress(10, "probe", enabled=False)
+        >>> bar.update(); bar.set(4); bar.set(2); bar.close()
+        >>> bar.n
+        4
+    """
 
     def __init__(self, total: int, desc: str = "", enabled: bool = True):
         self.total, self.desc, self.enabled, self.n = int(total), desc, enabled, 0
@@ -65,6 +86,19 @@ class Progress:
                              dynamic_ncols=True)
 
     def update(self, n: int = 1):
+        """Advance by n units.
+
+        Args:
+            n: units done since the last call.
+
+        Example:
+            Counting without output:
+
+            >>> bar = Progress(5, enabled=False)
+            >>> bar.update(2); bar.update()
+            >>> bar.n
+            3
+        """
         self.n += n
         if not self.enabled:
             return
@@ -77,11 +111,30 @@ class Progress:
             print(f"\r{self.desc}: {self.n}/{self.total}", end="", file=sys.stderr, flush=True)
 
     def set(self, n: int):
-        """Move to absolute position n."""
+        """Move to absolute position n (never backwards).
+
+        Args:
+            n: the number of units done so far.
+
+        Example:
+            A smaller position is ignored:
+
+            >>> bar = Progress(5, enabled=False)
+            >>> bar.set(3); bar.set(1)
+            >>> bar.n
+            3
+        """
         if n > self.n:
             self.update(n - self.n)
 
     def close(self):
+        """Finish the bar (close tqdm, or end the counter's line on stderr).
+
+        Example:
+            Nothing to do for a disabled bar:
+
+            >>> Progress(1, enabled=False).close()
+        """
         if not self.enabled:
             return
         if self._bar is not None:
@@ -101,8 +154,25 @@ def _need_torch():
 def load_digits_data(split_seed: int = 0, test_fraction: float = 0.2):
     """scikit-learn's bundled 8x8 digits (1797 images, no download) as torch tensors.
 
-    Pixels scaled to [0, 1]; a stratified split fixed by ``split_seed``. Returns
-    (X_train, y_train, X_test, y_test) with float32 inputs and int64 labels.
+    Pixels scaled to [0, 1]; a stratified split fixed by ``split_seed``.
+
+    Args:
+        split_seed: seed of the train/test split.
+        test_fraction: fraction of each class held out.
+
+    Returns:
+        (X_train, y_train, X_test, y_test) with float32 inputs of 64 pixels and int64 labels.
+
+    Raises:
+        MissingDependency: torch or scikit-learn is not installed.
+
+    Example:
+        20% of each class held out, 1797 images in all (needs the data extra, so not run
+        by the doctests):
+
+        >>> Xtr, ytr, Xte, yte = load_digits_data()  # doctest: +SKIP
+        >>> len(Xtr) + len(Xte), tuple(Xtr.shape[1:]), Xtr.dtype  # doctest: +SKIP
+        (1797, (64,), torch.float32)
     """
     torch = _need_torch()
     try:
@@ -122,7 +192,32 @@ def load_digits_data(split_seed: int = 0, test_fraction: float = 0.2):
 
 
 def make_mlp(seed: int, hidden: int = 64, n_in: int = 64, n_out: int = 10):
-    """A one-hidden-layer ReLU MLP (fc1 -> ReLU -> fc2), float32, initialised from ``seed``."""
+    """A one-hidden-layer ReLU MLP (fc1 -> ReLU -> fc2), float32, initialised from ``seed``.
+
+    torch's global random state is left as it was.
+
+    Args:
+        seed: seed of the initialisation.
+        hidden: hidden units.
+        n_in: inputs.
+        n_out: outputs.
+
+    Returns:
+        A ``torch.nn.Sequential`` with modules 'fc1', 'relu', 'fc2'.
+
+    Raises:
+        MissingDependency: torch is not installed.
+
+    Example:
+        The same seed gives the same model:
+
+        >>> import torch
+        >>> m = make_mlp(0, hidden=3, n_in=2, n_out=1)
+        >>> [tuple(p.shape) for p in m.parameters()]
+        [(3, 2), (3,), (1, 3), (1,)]
+        >>> torch.equal(m.fc1.weight, make_mlp(0, hidden=3, n_in=2, n_out=1).fc1.weight)
+        True
+    """
     torch = _need_torch()
     from collections import OrderedDict
 
@@ -135,13 +230,48 @@ def make_mlp(seed: int, hidden: int = 64, n_in: int = 64, n_out: int = 10):
 
 
 def write_json(path: str, obj) -> None:
+    """Write obj as indented JSON with a final newline; NaN/Inf are refused.
+
+    Args:
+        path: the file to write.
+        obj: JSON-serialisable data (e.g. a report's ``to_dict()``).
+
+    Raises:
+        ValueError: obj holds a NaN or an infinity.
+
+    Example:
+        Round trip through a temporary file:
+
+        >>> import json, os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "r.json")
+        >>> write_json(path, {"a": [1, 2.5]})
+        >>> json.load(open(path))
+        {'a': [1, 2.5]}
+    """
     with open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, allow_nan=False)
         f.write("\n")
 
 
 def new_figure(w=10.0, h=4.0, ncols=1, nrows=1):
-    """A matplotlib Figure on the Agg canvas (no pyplot, no global backend change), or None."""
+    """A matplotlib Figure on the Agg canvas (no pyplot, no global backend change), or None.
+
+    Args:
+        w: width in inches.
+        h: height in inches.
+        ncols: columns of axes.
+        nrows: rows of axes.
+
+    Returns:
+        (figure, 2-D array of axes), or (None, None) without matplotlib.
+
+    Example:
+        One row of two axes (None without matplotlib):
+
+        >>> fig, axes = new_figure(ncols=2)
+        >>> None if axes is None else axes.shape
+        (1, 2)
+    """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -206,6 +336,21 @@ def _digits_problem(args):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the options of ``alice-ref probe`` to a parser.
+
+    Args:
+        p: the parser.
+
+    Example:
+        The defaults (None: resolved by the task and ``--quick``):
+
+        >>> import argparse
+        >>> p = argparse.ArgumentParser()
+        >>> add_arguments(p)
+        >>> a = p.parse_args([])
+        >>> a.task, a.sigma, a.samples, a.direction
+        ('default', 0.01, None, 'both')
+    """
     p.add_argument("--task", choices=("default", "digits"), default="default",
                    help="default: NumPy ReLU teacher-student (no extra install); digits: torch "
                         "MLP on scikit-learn's bundled digits (extras data, torch)")
@@ -236,6 +381,22 @@ def register(subparsers):
     """Add the ``probe`` subcommand to an argparse subparsers object; returns its parser.
 
     The handler is stored as ``func`` (``args.func(args)`` returns the exit code).
+
+    Args:
+        subparsers: the object ``ArgumentParser.add_subparsers()`` returns.
+
+    Returns:
+        The new subparser.
+
+    Example:
+        Building the command line (cheap: nothing runs):
+
+        >>> import argparse
+        >>> parser = argparse.ArgumentParser(prog="alice-ref")
+        >>> _ = register(parser.add_subparsers())
+        >>> args = parser.parse_args(["probe", "--quick", "--sigma", "0.05"])
+        >>> args.quick, args.sigma, args.func is run
+        (True, 0.05, True)
     """
     p = subparsers.add_parser(
         "probe", help="curvature diagnostics: glass density, curvature, power law, loss "
@@ -247,7 +408,20 @@ def register(subparsers):
 
 
 def main(argv=None) -> int:
-    """Stand-alone entry: ``python -m alice_ref.probe_cmd [options]``."""
+    """Stand-alone entry: ``python -m alice_ref.probe_cmd [options]``.
+
+    Args:
+        argv: the options (None: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0 ok, 1 failure, 2 bad options, 3 missing optional package.
+
+    Example:
+        Bad options are refused before any work (the message goes to stderr):
+
+        >>> main(["--samples", "1", "--no-progress"])
+        2
+    """
     parser = argparse.ArgumentParser(prog="alice-ref probe", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))
@@ -272,7 +446,26 @@ def _validate(args):
 
 
 def run(args) -> int:
-    """Handler of ``alice-ref probe``; returns the exit code."""
+    """Handler of ``alice-ref probe``: run the diagnostics, print, write files; the exit code.
+
+    Runs :func:`alice_ref.diagnostics.diagnose` (R1-R4) on the chosen task, prints
+    :func:`format_report`, and with ``--out`` writes probe.json and the plots.
+
+    Args:
+        args: the parsed options (see :func:`add_arguments`).
+
+    Returns:
+        0 ok, 2 bad options, 3 missing optional package.
+
+    Example:
+        A sigma that is not positive is a usage error:
+
+        >>> import argparse
+        >>> p = argparse.ArgumentParser()
+        >>> add_arguments(p)
+        >>> run(p.parse_args(["--sigma", "0", "--no-progress"]))
+        2
+    """
     try:
         _validate(args)
     except ValueError as e:
@@ -338,7 +531,30 @@ def _pm(e, fmt="{:.3g}"):
 
 
 def format_report(rep: D.DiagnosticsReport) -> str:
-    """The plain-text tables printed by ``alice-ref probe``."""
+    """The plain-text tables printed by ``alice-ref probe``.
+
+    Per group: glass density and curvature (R2, R3) with alpha/|h| (R5), the power-law
+    exponent (R1), and per step direction the loss-prediction table against R4's bound.
+
+    Args:
+        rep: a :class:`alice_ref.diagnostics.DiagnosticsReport` (``meta['task']`` names it).
+
+    Returns:
+        The tables, lines joined by newlines.
+
+    Example:
+        On a quadratic every group is in the Hessian regime, p = 2 exactly:
+
+        >>> import numpy as np
+        >>> problem = D.from_flat(lambda th: (float(th @ th), 2 * th),
+        ...                       np.array([1.0, -2.0, 0.5, 3.0]), [2, 2], names=["a", "b"])
+        >>> text = format_report(D.diagnose(problem, 0.5, n_probes=2, n_steps=2,
+        ...                                 meta={"task": "toy"}))
+        >>> text.splitlines()[0][:36]
+        'task toy: loss 14.25 at the probe po'
+        >>> text.splitlines()[10].split()
+        ['a', '2.000', '0.000', '[2.000,', '2.000]', '0.000', 'hessian']
+    """
     c, pl = rep.curvature, rep.power_law
     lines = [(f"task {rep.meta.get('task', '?')}: loss {c.loss:.6g} at the probe point, "
              f"sigma {c.sigma:g}, {c.n_probes} probe pairs "
@@ -381,7 +597,28 @@ def _logx(ax):
 
 
 def plot_report(rep: D.DiagnosticsReport, out: str) -> list:
-    """power_law.png (per group, log-log with fit) and coverage.png; [] without matplotlib."""
+    """Plot a report: power_law.png (per group, log-log with fit) and coverage.png.
+
+    Args:
+        rep: a :class:`alice_ref.diagnostics.DiagnosticsReport`.
+        out: the directory to write into (must exist).
+
+    Returns:
+        The paths written; [] without matplotlib.
+
+    Example:
+        Two PNG files (none without matplotlib) for a rough loss sum theta^2 + cos(20 theta)/20
+        (glass makes the bounds on the log axes positive):
+
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> problem = D.from_flat(lambda th: (float(th @ th + np.cos(20 * th).sum() / 20),
+        ...                                   2 * th - np.sin(20 * th)), np.ones(4), [4])
+        >>> files = plot_report(D.diagnose(problem, 0.5, n_probes=2, n_steps=2),
+        ...                     tempfile.mkdtemp())
+        >>> sorted(os.path.basename(f) for f in files) in ([], ["coverage.png", "power_law.png"])
+        True
+    """
     groups = rep.power_law.groups
     ncols = min(4, len(groups))
     nrows = math.ceil(len(groups) / ncols)
@@ -444,9 +681,9 @@ def plot_report(rep: D.DiagnosticsReport, out: str) -> list:
     ax.set_ylabel("fraction of random steps")
     ax.set_title("coverage of R4's bound", fontsize=9)
     axes[0, 1].axhline(1.0, color="gray", ls=":")
-    axes[0, 1].set_yscale("log")
+    _log_if_positive(axes[0, 1])
     axes[0, 1].set_title("mean|dL - Q| / mean B  (R4: <= 1)", fontsize=9)
-    axes[0, 2].set_yscale("log")
+    _log_if_positive(axes[0, 2])
     axes[0, 2].set_title("errors relative to mean |dL|", fontsize=9)
     for ax in axes[0]:
         _logx(ax)
@@ -457,6 +694,15 @@ def plot_report(rep: D.DiagnosticsReport, out: str) -> list:
     files.append(os.path.join(out, "coverage.png"))
     fig.savefig(files[-1], dpi=110)
     return files
+
+
+def _log_if_positive(ax) -> None:
+    """Log-scale the y axis unless a plotted finite value is <= 0 (e.g. no glass: B = 0)."""
+    ys = [np.asarray(ln.get_ydata(), dtype=float) for ln in ax.get_lines()]
+    ys = np.concatenate(ys) if ys else np.zeros(0)
+    ys = ys[np.isfinite(ys)]
+    if ys.size and np.all(ys > 0):
+        ax.set_yscale("log")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -91,7 +91,26 @@ N_CHECKPOINTS = 40
 # -- NumPy baselines (labelled: textbook updates written here, not library optimisers) ------------
 
 class AdamNumpy:
-    """Numpy baseline: Adam (Kingma & Ba) with bias correction, betas (0.9, 0.999), eps 1e-8."""
+    """Numpy baseline: Adam (Kingma & Ba) with bias correction, betas (0.9, 0.999), eps 1e-8.
+
+    m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2,
+    theta <- theta - lr mh / (sqrt(vh) + eps) with mh = m / (1 - b1^t), vh = v / (1 - b2^t).
+
+    Args:
+        theta: the start (copied).
+        lr: the learning rate.
+        betas: (b1, b2).
+        eps: denominator guard.
+
+    Example:
+        Adam's first step is lr sign(g) in every coordinate:
+
+        >>> import numpy as np
+        >>> opt = AdamNumpy(np.array([1.0, -2.0]), lr=0.1)
+        >>> opt.step(lambda th: 2 * th)
+        >>> np.round(opt.theta, 6).tolist(), opt.t
+        ([0.9, -1.9], 1)
+    """
 
     cost = 1
 
@@ -100,6 +119,20 @@ class AdamNumpy:
         self.m, self.v, self.t = np.zeros_like(theta), np.zeros_like(theta), 0
 
     def step(self, grad_fn):
+        """One step, with one gradient evaluation ``grad_fn(theta)``.
+
+        Args:
+            grad_fn: ``grad_fn(theta) -> gradient`` (one minibatch).
+
+        Example:
+            With a constant gradient mh / sqrt(vh) = 1, so each step moves by lr:
+
+            >>> import numpy as np
+            >>> opt = AdamNumpy(np.array([1.0]), lr=0.1)
+            >>> opt.step(np.ones_like); opt.step(np.ones_like)
+            >>> np.round(opt.theta, 6).tolist()
+            [0.8]
+        """
         g = grad_fn(self.theta)
         self.t += 1
         self.m = self.b1 * self.m + (1 - self.b1) * g
@@ -109,7 +142,24 @@ class AdamNumpy:
 
 
 class SGDMomentumNumpy:
-    """Numpy baseline: SGD with heavy-ball momentum as torch.optim.SGD (buf = m buf + g)."""
+    """Numpy baseline: SGD with heavy-ball momentum as torch.optim.SGD (buf = m buf + g).
+
+    buf <- momentum buf + g, theta <- theta - lr buf.
+
+    Args:
+        theta: the start (copied).
+        lr: the learning rate.
+        momentum: the momentum m.
+
+    Example:
+        The first step is plain gradient descent:
+
+        >>> import numpy as np
+        >>> opt = SGDMomentumNumpy(np.array([1.0, -2.0]), lr=0.25)
+        >>> opt.step(lambda th: 2 * th)
+        >>> opt.theta.tolist()
+        [0.5, -1.0]
+    """
 
     cost = 1
 
@@ -118,6 +168,20 @@ class SGDMomentumNumpy:
         self.buf = np.zeros_like(theta)
 
     def step(self, grad_fn):
+        """One step, with one gradient evaluation ``grad_fn(theta)``.
+
+        Args:
+            grad_fn: ``grad_fn(theta) -> gradient`` (one minibatch).
+
+        Example:
+            With a constant gradient 1 the buffer grows 1, 1.5 (momentum 0.5):
+
+            >>> import numpy as np
+            >>> opt = SGDMomentumNumpy(np.array([0.0]), lr=1.0, momentum=0.5)
+            >>> opt.step(np.ones_like); opt.step(np.ones_like)
+            >>> opt.buf.tolist(), opt.theta.tolist()
+            ([1.5], [-2.5])
+        """
         self.buf = self.mom * self.buf + grad_fn(self.theta)
         self.theta = self.theta - self.lr * self.buf
 
@@ -358,6 +422,21 @@ def _run_digits_body(name, lr, seed, budget, batch, tick, ctx):
 # -- command -------------------------------------------------------------------------------------
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the options of ``alice-ref train`` to a parser.
+
+    Args:
+        p: the parser.
+
+    Example:
+        ``--lr`` may be repeated:
+
+        >>> import argparse
+        >>> p = argparse.ArgumentParser()
+        >>> add_arguments(p)
+        >>> a = p.parse_args(["--lr", "adam=0.01", "--lr", "sgdm=0.1"])
+        >>> a.task, a.lr, a.seeds
+        ('default', ['adam=0.01', 'sgdm=0.1'], None)
+    """
     p.add_argument("--task", choices=("default", "digits"), default="default",
                    help="default: NumPy ReLU teacher-student (no extra install); digits: torch "
                         "MLP on scikit-learn's bundled digits (extras data, torch)")
@@ -386,6 +465,22 @@ def register(subparsers):
     """Add the ``train`` subcommand to an argparse subparsers object; returns its parser.
 
     The handler is stored as ``func`` (``args.func(args)`` returns the exit code).
+
+    Args:
+        subparsers: the object ``ArgumentParser.add_subparsers()`` returns.
+
+    Returns:
+        The new subparser.
+
+    Example:
+        Building the command line (cheap: nothing runs):
+
+        >>> import argparse
+        >>> parser = argparse.ArgumentParser(prog="alice-ref")
+        >>> _ = register(parser.add_subparsers())
+        >>> args = parser.parse_args(["train", "--quick", "--seeds", "0,3"])
+        >>> args.quick, args.seeds, args.func is run
+        (True, '0,3', True)
     """
     p = subparsers.add_parser(
         "train", help="train the embedded default model (or digits) with Alice variants and "
@@ -397,7 +492,20 @@ def register(subparsers):
 
 
 def main(argv=None) -> int:
-    """Stand-alone entry: ``python -m alice_ref.train_cmd [options]``."""
+    """Stand-alone entry: ``python -m alice_ref.train_cmd [options]``.
+
+    Args:
+        argv: the options (None: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0 ok, 2 bad options, 3 missing optional package.
+
+    Example:
+        Bad options are refused before any work (the message goes to stderr):
+
+        >>> main(["--seeds", "0", "--no-progress"])
+        2
+    """
     parser = argparse.ArgumentParser(prog="alice-ref train", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))
@@ -442,7 +550,27 @@ def _parse(args):
 
 
 def run(args) -> int:
-    """Handler of ``alice-ref train``; returns the exit code."""
+    """Handler of ``alice-ref train``: train every optimiser at equal budgets; the exit code.
+
+    Each optimiser gets the same number of gradient evaluations (an Alice sample batch costs
+    3, a quick batch 1: R8); prints :func:`format_summary` and with ``--out`` writes
+    train.csv, train.json and the plot.
+
+    Args:
+        args: the parsed options (see :func:`add_arguments`).
+
+    Returns:
+        0 ok, 2 bad options, 3 missing optional package.
+
+    Example:
+        A budget below one sample batch (3 evaluations) is a usage error:
+
+        >>> import argparse
+        >>> p = argparse.ArgumentParser()
+        >>> add_arguments(p)
+        >>> run(p.parse_args(["--budget", "2", "--no-progress"]))
+        2
+    """
     try:
         seeds, budget, batch, names, lrs = _parse(args)
     except ValueError as e:
@@ -553,6 +681,26 @@ def _summarise(task, names, runs):
 
 
 def format_summary(out) -> str:
+    """The summary table of a run as text (one row per optimiser, mean ± std over seeds).
+
+    Args:
+        out: the result dict of :func:`run` (keys task, budget, batch, seeds, summary, notes).
+
+    Returns:
+        The table, lines joined by newlines.
+
+    Example:
+        One optimiser on the default task:
+
+        >>> out = {"task": "default", "budget": 9, "batch": 4, "seeds": [0], "notes": [],
+        ...        "summary": [{"optimizer": "adam", "lr": 0.01, "batches": 9,
+        ...                     "final_loss_mean": 0.5, "final_loss_std": 0.0,
+        ...                     "diverged": 0, "n_seeds": 1}]}
+        >>> format_summary(out).splitlines()[0][:40]
+        'task default: budget 9 gradient evaluati'
+        >>> format_summary(out).splitlines()[-1].split()[:4]
+        ['adam', '0.01', '9', '0.5']
+    """
     lines = [(f"task {out['task']}: budget {out['budget']} gradient evaluations per run, batch "
              f"{out['batch']}, seeds {out['seeds']} (mean ± std over seeds)")]
     digits = out["task"] == "digits"
@@ -593,8 +741,25 @@ def _json_safe(x):
 
 
 def plot_curves(out, directory) -> list:
-    """train_curves.png: full-data loss (and digits test accuracy) vs gradient evaluations,
-    mean over seeds with the min-max band; [] without matplotlib."""
+    """Plot train_curves.png: loss (and digits test accuracy) against gradient evaluations.
+
+    Mean over seeds with the min-max band, one line per optimiser, the x axis in gradient
+    evaluations (equal budgets: an Alice sample batch costs 3, a quick batch 1; R8).
+
+    Args:
+        out: the result dict of :func:`run` (with ``--out``, also saved as train.json).
+        directory: the directory to write into (must exist).
+
+    Returns:
+        The paths written; [] without matplotlib.
+
+    Example:
+        After a run with ``--out`` (minutes, so not run by the doctests):
+
+        >>> import json
+        >>> plot_curves(json.load(open("results/train.json")), "results")  # doctest: +SKIP
+        ['results/train_curves.png']
+    """
     digits = out["task"] == "digits"
     fig, axes = new_figure(11.0 if digits else 6.5, 4.0, 2 if digits else 1, 1)
     if fig is None:

@@ -420,3 +420,10 @@ def test_small_argument_checks():
         ar.absorb_curvature(z, z, z, z, z, 0.1, 0.5, "ABS")
     with pytest.raises(ValueError, match="n_batches"):
         ar.minimize(lambda p: (0.0, [np.zeros(2)]), [np.zeros(2)], 2.5)
+
+
+def test_init_gives_every_field_its_own_storage():
+    """In-place fast paths (alice_ref.fast) rely on init not aliasing mu, nu, G, V, H, R."""
+    s = ar.init([np.ones(3)])
+    fields = [getattr(s, f)[0] for f in ("mu", "nu", "G", "V", "H", "R")]
+    assert not any(np.shares_memory(a, b) for i, a in enumerate(fields) for b in fields[i + 1:])

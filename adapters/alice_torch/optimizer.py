@@ -64,13 +64,40 @@ _BOUNDS_LR = "bounds_lr"
 
 
 class NonFiniteGradientError(_CoreNonFiniteGradientError):
-    """A gradient evaluation had NaN/Inf. Parameters, optimiser state and the random generators
-    (the probe generator and torch's default ones) are as they were before the batch.
+    """A gradient evaluation had NaN/Inf; nothing changed (raised by :meth:`Alice.step`).
 
-    Attributes: ``index`` (position among the trainable parameters, in param-group order),
-    ``name`` (the parameter's name if the group was built from named parameters, else a
-    description), ``evaluation`` ('g+', 'g-' or 'g0'), ``t`` (the batch that failed), and
-    ``loss`` / ``outputs`` of the failing evaluation.
+    Parameters, optimiser state and the random generators (the probe generator and torch's
+    default ones) are as they were before the batch, so the batch can be retried or skipped.
+    Under ``nonfinite='skip'`` it is not raised: the batch is counted in ``Alice.skipped``. A
+    subclass of :class:`alice_ref.NonFiniteGradientError` (so of FloatingPointError).
+
+    Args:
+        index: position of the parameter among the trainable parameters, in param-group order.
+        name: the parameter's name if the group was built from named parameters, else a
+            description ("#j of group i (shape, dtype)").
+        evaluation: 'g+', 'g-' or 'g0' (ALICE.md's order: nu + sigma z, nu - sigma z, nu).
+        t: the batch that failed (``Alice.t + 1``).
+        loss: the loss of the failing evaluation.
+        outputs: the model outputs of the failing evaluation (the closure-pair form), or None.
+
+    Each argument is kept as an attribute of the same name.
+
+    Example:
+        Batch 1 is a sample step, whose first evaluation is g+; the counter stays at 0:
+
+        >>> import torch
+        >>> x = torch.nn.Parameter(torch.ones(2))
+        >>> opt = Alice([x])
+        >>> def closure():
+        ...     opt.zero_grad()
+        ...     loss = (x * float("nan")).sum()
+        ...     loss.backward()
+        ...     return loss
+        >>> try:
+        ...     opt.step(closure)
+        ... except NonFiniteGradientError as e:
+        ...     print(e.index, e.evaluation, e.t, opt.t, x.tolist())
+        0 g+ 1 0 [1.0, 1.0]
     """
 
     def __init__(self, index: int, name: str, evaluation: str, t: int, loss=None, outputs=None):
@@ -203,6 +230,35 @@ class Alice(torch.optim.Optimizer):
     ``(loss, outputs)``, or a standard PyTorch closure (zero grads, compute the loss, backward,
     return the loss) and returns the loss. Both are those of the evaluation at nu. Between steps
     the parameters hold the centre mu.
+
+    Raises:
+        TypeError: a hyperparameter of the wrong type, a ``generator`` that is not a
+            ``torch.Generator``, or ``fused`` not None/True/False.
+        ValueError: a hyperparameter out of range (the message names it; see
+            :class:`alice_ref.AliceConfig`), or a group that sets ``betas``/``quick_steps``
+            differently from the optimiser.
+
+    Example:
+        On L(p) = sum p^2 with beta1 = 0.5 the warm-up is 1/(1 - beta1) = 2 batches, so the
+        parameters move first at batch 3: h = 2 (exact for a quadratic), no glass, so the step
+        |G|/h = (1, 2) is clipped to lr_max = 2 lr = 0.2 (adam bound, f = |G|/sqrt(V) = 1) and
+        mu moves by phi = 1 - beta1 = 0.5 of it, against the sign of the gradient (R5, R6, R7):
+
+        >>> import torch
+        >>> p = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+        >>> opt = Alice([p], lr=0.1, betas=(0.5, 0.999))
+        >>> def closure():
+        ...     opt.zero_grad()
+        ...     loss = (p ** 2).sum()
+        ...     loss.backward()
+        ...     return loss
+        >>> for _ in range(2):
+        ...     _ = opt.step(closure)
+        >>> p.tolist()  # warm-up: the averages fill, the parameters stay
+        [1.0, -2.0]
+        >>> _ = opt.step(closure)
+        >>> [round(v, 6) for v in p.tolist()], opt.t
+        ([0.9, -1.9], 3)
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, w1=0., w2=0., phi=None,
@@ -241,7 +297,30 @@ class Alice(torch.optim.Optimizer):
     # -- parameter groups and their validated configs ---------------------------------------
 
     def add_param_group(self, param_group: dict) -> None:
-        """Add a group (torch API); its hyperparameters are validated by ``AliceConfig``."""
+        """Add a parameter group (torch API), validated by :class:`alice_ref.AliceConfig`.
+
+        Missing hyperparameters take the optimiser's defaults; ``lr_max`` and ``phi`` left to
+        their defaults resolve from the group's own lr: lr_max = 2 lr, phi = 1 - beta1.
+
+        Args:
+            param_group: a dict with ``'params'`` and optionally any of the per-group keys
+                listed in :class:`Alice` (``betas``, ``quick_steps`` and ``nonfinite`` only if
+                equal to the optimiser's: they are shared).
+
+        Raises:
+            ValueError: a shared hyperparameter that differs from the optimiser's, or a value
+                out of range (the message names the group).
+            TypeError: a value of the wrong type.
+
+        Example:
+            A group with twice the learning rate gets twice the upper step bound:
+
+            >>> import torch
+            >>> opt = Alice([torch.nn.Parameter(torch.ones(2))], lr=0.1, betas=(0.5, 0.999))
+            >>> opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(3))], "lr": 0.2})
+            >>> opt.param_groups[1]["lr_max"], opt.param_groups[1]["phi"]
+            (0.4, 0.5)
+        """
         for k in _SHARED_KEYS:
             if k in param_group and _shared(k, param_group[k]) != _shared(k, getattr(self, k)):
                 raise ValueError(f"{k} is shared by all parameter groups (it sets the sample/"
@@ -407,13 +486,45 @@ class Alice(torch.optim.Optimizer):
     # -- the step ----------------------------------------------------------------------------
 
     def step(self, closure=None):
-        """One Alice batch (ALICE.md): a sample step (g+, g-, g0) or a quick step (g0), then
-        the state update after warm-up. Parameters are left at mu.
+        """One Alice batch (ALICE.md): evaluate the gradient at 3 or 1 points, update the state.
 
-        ``closure``: the official pair ``(model_func, loss_func)`` -> returns ``(loss,
-        outputs)``; or a standard closure (zero grads, loss, backward, return loss) -> returns
-        the loss. Both of the evaluation at nu. A skipped batch (nonfinite='skip') returns
-        those of the evaluation that found the non-finite gradient.
+        Batch t = ``self.t + 1`` is a sample step (every (q+1)-th batch, R8: evaluations
+        g+ = g(nu + sigma z), g- = g(nu - sigma z), g0 = g(nu) with Rademacher z, R2; the
+        curvature H and glass density R averages absorb them, R3) or a quick step (g0 only);
+        G and V absorb g0. After the warm-up of 1/(1 - beta1) batches the step
+        d = |G| / h_opt (R5), clipped to [lr_min f, lr_max f] (R6), moves mu <- mu + phi delta
+        and nu <- mu + omega delta with delta = -sign(G) d (R7). The parameters are left at mu.
+
+        Args:
+            closure: the official pair ``(model_func, loss_func)`` (``loss_func(model_func())``
+                is the loss; backward is called here), or a standard PyTorch closure (zero
+                grads, compute the loss, backward, return the loss).
+
+        Returns:
+            For the pair, ``(loss, outputs)``; for a closure, the loss: those of the
+            evaluation at nu. A skipped batch (nonfinite='skip') returns those of the
+            evaluation that found the non-finite gradient.
+
+        Raises:
+            TypeError: no closure, or one that is neither callable nor a pair of callables; a
+                sparse gradient.
+            ValueError: a group lr that is not finite and > 0; ``fused=True`` with a parameter
+                the fused path cannot take.
+            NonFiniteGradientError: a NaN/Inf gradient under nonfinite='raise' (nothing
+                changed). Any exception from the closure also leaves everything unchanged.
+
+        Example:
+            The official pair form; the first batches are warm-up (10 for beta1 = 0.9), so the
+            parameter stays while the batch counter advances:
+
+            >>> import torch
+            >>> model = torch.nn.Linear(2, 1)
+            >>> x, y = torch.ones(4, 2), torch.zeros(4, 1)
+            >>> opt = Alice(model.parameters(), lr=0.01)
+            >>> before = model.weight.detach().clone()
+            >>> loss, out = opt.step((lambda: model(x), lambda o: ((o - y) ** 2).mean()))
+            >>> tuple(out.shape), opt.t, torch.equal(model.weight, before)
+            ((4, 1), 1, True)
         """
         if closure is None:
             raise TypeError("Alice.step needs a closure: either the pair (model_func, loss_func) "
@@ -671,8 +782,34 @@ class Alice(torch.optim.Optimizer):
     # -- reporting, mu, checkpoints ----------------------------------------------------------
 
     def attributes(self) -> list[dict]:
-        """Per param group: {'glass_density': mean of R, 'curvature': mean of H} (floats) over
-        the group's trainable parameters' elements (0.0 before the first step)."""
+        """Mean glass density and curvature per parameter group (the reported attributes).
+
+        Per group: glass_density = mean_i R_i and curvature = mean_i H_i over the elements of
+        the group's trainable parameters, where R and H are the running averages of the glass
+        density rho_hat (R3) and the curvature magnitude ('abs': |h| + w2, 'rms': h^2 + w2^2).
+
+        Returns:
+            A list with one dict ``{'glass_density': float, 'curvature': float}`` per
+            parameter group (0.0 for both before the first step).
+
+        Example:
+            For L(p) = sum p^2 the Hessian diagonal is exactly 2 and there is no glass:
+
+            >>> import torch
+            >>> p = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+            >>> opt = Alice([p], lr=0.1)
+            >>> opt.attributes()
+            [{'glass_density': 0.0, 'curvature': 0.0}]
+            >>> def closure():
+            ...     opt.zero_grad()
+            ...     loss = (p ** 2).sum()
+            ...     loss.backward()
+            ...     return loss
+            >>> _ = opt.step(closure)
+            >>> a = opt.attributes()[0]
+            >>> a["glass_density"], round(a["curvature"], 9)
+            (0.0, 2.0)
+        """
         out = []
         for _, _, ps, _ in self._trainable():
             with_state = [p for p in ps if "mu" in self.state[p]]
@@ -684,15 +821,44 @@ class Alice(torch.optim.Optimizer):
         return out
 
     def get_attributes(self):
-        """The official method: (list of mean glass densities, list of mean curvatures), one
-        0-d float32 tensor per group."""
+        """The official method: :meth:`attributes` as two lists of 0-d tensors.
+
+        Returns:
+            (glass densities, curvatures): two lists with one 0-d float32 tensor per parameter
+            group, the means of R and of H over the group's elements.
+
+        Example:
+            Before the first step both are zero:
+
+            >>> import torch
+            >>> opt = Alice([torch.nn.Parameter(torch.ones(3))])
+            >>> opt.get_attributes()
+            ([tensor(0.)], [tensor(0.)])
+        """
         a = self.attributes()
         return ([torch.tensor(x["glass_density"]) for x in a],
                 [torch.tensor(x["curvature"]) for x in a])
 
     def export_mu(self) -> list:
-        """Copies of the centre mu of each trainable parameter, in param-group order (state
-        dtype: float32 for float16/bfloat16 parameters). Before the first step: the parameters."""
+        """Copies of the centre mu of each trainable parameter, in param-group order.
+
+        Between steps the parameters hold mu (cast to their dtype), so for float32/float64
+        parameters ``export_mu()`` equals the parameters; for float16/bfloat16 ones it is the
+        float32 state, more precise than the parameters.
+
+        Returns:
+            A list of new tensors in the state dtype (float32 for float16/bfloat16 parameters,
+            else the parameter's). Before the first step: copies of the parameters.
+
+        Example:
+            Equal to the parameters, in the state dtype:
+
+            >>> import torch
+            >>> p = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float16))
+            >>> mu = Alice([p]).export_mu()
+            >>> mu[0].tolist(), mu[0].dtype
+            ([1.0, -2.0], torch.float32)
+        """
         out = []
         for _, _, ps, _ in self._trainable():
             for p in ps:
@@ -702,8 +868,30 @@ class Alice(torch.optim.Optimizer):
         return out
 
     def import_mu(self, mu) -> None:
-        """Set the centre mu (and the look-ahead nu, and the parameters) of each trainable
-        parameter, in param-group order; the averages are kept."""
+        """Set the centre mu (and the look-ahead nu, and the parameters) of each parameter.
+
+        mu <- nu <- the given tensors (copied, cast to the state dtype and the parameter's
+        device), parameters <- mu in their dtype; the averages G, V, H, R and the counter are
+        kept (state is created first if there was none).
+
+        Args:
+            mu: tensors, one per trainable parameter in param-group order (as
+                :meth:`export_mu` returns), each of its parameter's shape.
+
+        Raises:
+            ValueError: the wrong number of tensors, or one that is not a tensor of the
+                parameter's shape.
+
+        Example:
+            The parameters follow, and :meth:`export_mu` gives the values back:
+
+            >>> import torch
+            >>> p = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+            >>> opt = Alice([p])
+            >>> opt.import_mu([torch.tensor([0.5, 2.0])])
+            >>> p.tolist(), opt.export_mu()[0].tolist()
+            ([0.5, 2.0], [0.5, 2.0])
+        """
         groups = self._trainable()
         params = [p for _, _, ps, _ in groups for p in ps]
         mu = list(mu)
@@ -723,9 +911,25 @@ class Alice(torch.optim.Optimizer):
         self._center(groups, [self._state_of(ps) for _, _, ps, _ in groups])
 
     def state_dict(self) -> dict:
-        """torch's optimiser state dict plus ``'alice'``: the counters, the shared
-        hyperparameters and the probe generator's state (if a generator was given). With the
-        model's state dict and torch's RNG state this resumes bit-identically."""
+        """torch's optimiser state dict plus an ``'alice'`` entry for Alice's own state.
+
+        With the model's state dict and torch's RNG state this resumes bit-identically.
+
+        Returns:
+            ``torch.optim.Optimizer.state_dict()`` (per-parameter mu, nu, G, V, H, R and the
+            groups) plus ``'alice'``: the batch counter ``t``, the ``skipped`` count, the shared
+            ``betas``, ``quick_steps`` and ``nonfinite``, and the probe ``generator``'s state
+            (None when the default generator is used).
+
+        Example:
+            A fresh optimiser's extra entry:
+
+            >>> import torch
+            >>> opt = Alice([torch.nn.Parameter(torch.ones(2))], betas=(0.5, 0.999))
+            >>> opt.state_dict()["alice"]  # doctest: +NORMALIZE_WHITESPACE
+            {'t': 0, 'skipped': 0, 'betas': (0.5, 0.999), 'quick_steps': 3,
+             'nonfinite': 'raise', 'generator': None}
+        """
         d = super().state_dict()
         d["alice"] = {"t": self.t, "skipped": self.skipped, "betas": tuple(self.betas),
                       "quick_steps": self.quick_steps, "nonfinite": self.nonfinite,
@@ -734,8 +938,38 @@ class Alice(torch.optim.Optimizer):
         return d
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore from :meth:`state_dict`. State tensors keep the state dtype (torch's default
-        would cast them to the parameters' dtype, losing float32 state of half parameters)."""
+        """Restore the optimiser from :meth:`state_dict`.
+
+        State tensors keep the state dtype (torch's default would cast them to the parameters'
+        dtype, losing the float32 state of half-precision parameters) and move to each
+        parameter's device. The parameters themselves are not touched (load the model's state
+        dict too).
+
+        Args:
+            state_dict: a dict from :meth:`state_dict` (one without the ``'alice'`` entry is
+                accepted with a warning: the batch counter restarts at 0).
+
+        Raises:
+            ValueError: ``betas`` or ``quick_steps`` differ from this optimiser's, or a state
+                tensor for an unknown parameter or of the wrong shape.
+
+        Example:
+            A new optimiser continues where the old one stopped:
+
+            >>> import torch
+            >>> p = torch.nn.Parameter(torch.ones(2))
+            >>> opt = Alice([p], betas=(0.5, 0.999))
+            >>> def closure():
+            ...     opt.zero_grad()
+            ...     loss = (p ** 2).sum()
+            ...     loss.backward()
+            ...     return loss
+            >>> _ = opt.step(closure)
+            >>> new = Alice([p], betas=(0.5, 0.999))
+            >>> new.load_state_dict(opt.state_dict())
+            >>> new.t, torch.equal(new.state[p]["G"], opt.state[p]["G"])
+            (1, True)
+        """
         state_dict = dict(state_dict)
         extra = state_dict.pop("alice", None)
         saved_state = state_dict.get("state", {})

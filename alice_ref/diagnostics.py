@@ -1156,7 +1156,9 @@ def from_torch(model, loss_fn: Callable, inputs, targets, *, groups: str = "para
     params = [p.detach().clone() for _, p in named]
 
     def run(ps, need_grad):
-        ctx = torch.random.fork_rng(devices=[]) if seed is not None else nullcontext()
+        # manual_seed also seeds CUDA: fork every CUDA device too, so the caller's RNG is kept
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        ctx = torch.random.fork_rng(devices=cuda) if seed is not None else nullcontext()
         with ctx:
             if seed is not None:
                 torch.manual_seed(seed)

@@ -528,3 +528,18 @@ def test_checkpoint_resume_is_bit_identical():
     for a, b in zip(jax.tree.leaves((pa, sa)), jax.tree.leaves((pb, sb))):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_skipped_batch_keeps_the_key():
+    """A skipped (non-finite) sample step leaves the PRNG key as it was, like every other
+    state leaf: the next batch draws the probes the skipped one would have drawn."""
+    tx = alice_jax.alice(LR, betas=(0.5, 0.999))
+    loss = lambda p: jnp.sum(p**2)  # noqa: E731
+    p = jnp.ones(3)
+    s = tx.init(p)
+    bad = jnp.full(3, jnp.nan)
+    u, s2 = tx.update(bad, s, p, value_fn=loss)  # batch 1: warm-up sample step, g0 is NaN
+    assert int(s2.skipped) == 1 and int(s2.count) == 0
+    for f in ("key", "count", "mu", "G", "V", "H", "R"):
+        for a, b in zip(jax.tree.leaves(getattr(s2, f)), jax.tree.leaves(getattr(s, f))):
+            assert np.array_equal(np.asarray(a), np.asarray(b)), f

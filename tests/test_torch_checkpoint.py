@@ -103,3 +103,25 @@ def test_load_rejects_other_schedule_and_shapes():
                                 torch.nn.Linear(3, 1))
     with pytest.raises(ValueError, match="shape"):
         Alice(small.parameters(), lr=0.03, betas=(0.75, 0.999)).load_state_dict(sd)
+
+
+def test_rejected_checkpoint_changes_nothing():
+    """A checkpoint refused for a wrong-shape state tensor leaves the optimiser exactly as it
+    was: state, param groups (lr included), counter (bad input is refused before any change)."""
+    model, opt, sched = build(torch.float32, 0, False)
+    train(model, opt, sched, 0, 3, torch.float32)
+    before = {id(p): {f: opt.state[p][f].clone() for f in FIELDS} for p in model.parameters()}
+    groups_before = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+    sd = opt.state_dict()
+    p0 = next(iter(sd["state"]))
+    sd["state"][p0] = dict(sd["state"][p0], G=torch.zeros(99))  # wrong shape
+    sd["param_groups"][0]["lr"] = 123.0
+    sd["alice"] = dict(sd["alice"], t=50)
+    with pytest.raises(ValueError, match="shape"):
+        opt.load_state_dict(sd)
+    assert opt.t == 3
+    assert [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups] \
+        == groups_before
+    for p in model.parameters():
+        for f in FIELDS:
+            assert torch.equal(opt.state[p][f], before[id(p)][f]), f

@@ -146,7 +146,7 @@ def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = N
     The caller's ``params`` are the evaluation point nu and ``grads`` = g0 = grad L(nu) on the
     current minibatch; the returned updates are nu' - nu (apply them unmodified, e.g. with
     ``optax.apply_updates``); :func:`center` gives mu. A non-finite evaluation skips the batch
-    (mu, count and every average kept exactly; updates are zero) and is recorded in
+    (mu, count, key and every average kept exactly; updates are zero) and is recorded in
     ``state.skipped``, ``bad_eval`` and ``bad_leaf``; :func:`check_finite` raises on it outside
     jit. Under jit 'raise' cannot stop the step, so both ``nonfinite`` policies skip in the
     state.
@@ -289,7 +289,8 @@ def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = N
         unflat = treedef.unflatten
         i32 = lambda v: jnp.asarray(v, dtype=jnp.int32)  # noqa: E731
         new_state = AliceJaxState(
-            count=jnp.where(ok, t, state.count).astype(jnp.int32), key=key,
+            count=jnp.where(ok, t, state.count).astype(jnp.int32),
+            key=jnp.where(ok, key, state.key),  # a skipped batch draws nothing
             mu=unflat(keep(mu1, mu)), G=unflat(G2), V=unflat(V2), H=unflat(H2), R=unflat(R2),
             skipped=(state.skipped + any_bad.astype(jnp.int32)).astype(jnp.int32),
             bad_eval=i32(bad_eval), bad_leaf=i32(bad_leaf))

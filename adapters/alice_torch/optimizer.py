@@ -978,11 +978,18 @@ class Alice(torch.optim.Optimizer):
                 mine, theirs = _shared(k, getattr(self, k)), _shared(k, extra[k])
                 if theirs != mine:
                     raise ValueError(f"checkpoint has {k}={theirs!r}, this optimiser {mine!r}")
-        super().load_state_dict({**state_dict, "state": {}})
-        for group in self.param_groups:  # a state dict without it: bounds from the current lr
-            group.setdefault(_BOUNDS_LR, _scalar(group["lr"]))
-        id_map = dict(zip(chain.from_iterable(g["params"] for g in state_dict["param_groups"]),
+        # Everything is checked and converted before anything changes (a refused checkpoint
+        # leaves the optimiser as it was).
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups) or any(
+                len(a["params"]) != len(b["params"])
+                for a, b in zip(saved_groups, self.param_groups)):
+            raise ValueError(f"checkpoint has parameter groups of sizes "
+                             f"{[len(g['params']) for g in saved_groups]}, this optimiser "
+                             f"{[len(g['params']) for g in self.param_groups]}")
+        id_map = dict(zip(chain.from_iterable(g["params"] for g in saved_groups),
                           chain.from_iterable(g["params"] for g in self.param_groups)))
+        loaded = {}
         for pid, st in saved_state.items():
             if pid not in id_map:
                 raise ValueError(f"checkpoint state for unknown parameter id {pid!r}")
@@ -995,10 +1002,16 @@ class Alice(torch.optim.Optimizer):
                                          f"{tuple(v.shape)}, the parameter {tuple(p.shape)}")
                     v = v.detach().to(device=p.device, dtype=_state_dtype(p.dtype), copy=True)
                 new[k] = v
+            loaded[p] = new
+        counters = None if extra is None else (int(extra["t"]), int(extra["skipped"]))
+        super().load_state_dict({**state_dict, "state": {}})
+        for group in self.param_groups:  # a state dict without it: bounds from the current lr
+            group.setdefault(_BOUNDS_LR, _scalar(group["lr"]))
+        for p, new in loaded.items():
             self.state[p] = new
         self._configs = {}
         if extra is not None:
-            self.t, self.skipped = int(extra["t"]), int(extra["skipped"])
+            self.t, self.skipped = counters
             gen_state = extra.get("generator")
             if gen_state is not None:
                 if self.generator is None:

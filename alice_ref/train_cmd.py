@@ -36,6 +36,7 @@ import numpy as np
 
 from .alice import AliceConfig
 from .cost import is_sample_step
+from .diagnostics import _clean as _json_safe  # one JSON-safe converter for all commands
 from .driver import Alice as AliceDriver
 from .driver import NonFiniteGradientError
 from .landscapes import ReluTeacherStudent
@@ -726,18 +727,6 @@ def _write_csv(path, runs, task):
         w.writerow(cols)
         for r in runs:
             w.writerow([r.get(c) for c in cols])
-
-
-def _json_safe(x):
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, float | np.floating):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
 
 
 def plot_curves(out, directory) -> list:

@@ -447,19 +447,23 @@ class Alice(torch.optim.Optimizer):
 
     # -- one evaluation ----------------------------------------------------------------------
 
+    def _run_closure(self, closure, pair):
+        """Zero the gradients and run one closure form; return (loss, outputs or None)."""
+        self.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            if not pair:
+                return closure(), None
+            model_func, loss_func = closure
+            outputs = model_func()
+            loss = loss_func(outputs)
+            loss.backward()
+            return loss, outputs
+
     def _evaluate(self, closure, pair, groups, points, which, t):
         """Put the parameters at ``points``, run the closure, return (loss, outputs, grads)."""
         for (_, _, ps, _), pts in zip(groups, points):
             self._load(ps, pts)
-        self.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            if pair:
-                model_func, loss_func = closure
-                outputs = model_func()
-                loss = loss_func(outputs)
-                loss.backward()
-            else:
-                outputs, loss = None, closure()
+        loss, outputs = self._run_closure(closure, pair)
         grads, flags = [], []
         for _, _, ps, _ in groups:
             gs = []
@@ -651,15 +655,7 @@ class Alice(torch.optim.Optimizer):
         copied, when nothing else can write to them (the next evaluation starts from
         ``zero_grad(set_to_none=True)``, so autograd allocates new ones); views (e.g. DDP's
         gradient_as_bucket_view) are copied."""
-        self.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            if pair:
-                model_func, loss_func = closure
-                outputs = model_func()
-                loss = loss_func(outputs)
-                loss.backward()
-            else:
-                outputs, loss = None, closure()
+        loss, outputs = self._run_closure(closure, pair)
         grads, k = [], 0
         for _, _, ps, names in groups:
             gs = []

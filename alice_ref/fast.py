@@ -10,12 +10,17 @@ the same order, on the same operands* (so the results are bit-identical, see bel
   scratch blocks (a :class:`Workspace`), so that only the state, the gradients and the
   parameter cross the memory bus: 11 words per element on a quick batch (read g0, G, V, H, R,
   mu; write G, V, mu, nu, parameter) and 15 on a sample batch, instead of ~100;
-- optionally on several threads (``threads=``; NumPy releases the GIL inside each ufunc).
+- optionally on several threads (``threads=``).
 
-What remains is arithmetic: ~32 ufunc passes over each block (plus two square roots), each
-~0.07-0.1 ns per element on a modern core, so on a machine whose one core streams ~50 GB/s
-this path is compute-bound at ~25-30% of the memory-bandwidth bound (docs/performance.md); it is
-~5x the generic core.
+Two engines do this (``engine=``, :data:`ENGINES`):
+
+- ``"numba"`` (the default when numba is installed, extra ``fast``): one compiled pass per block
+  (:mod:`alice_ref._numba`), vectorised loops with the same IEEE operations; it runs near the
+  memory-traffic floor (~70% of the best streaming rate of one core, above the STREAM-triad
+  rate measured with NumPy; docs/performance.md) and releases the GIL, so threads scale;
+- ``"numpy"``: ~32 ufunc passes over each cached block (plus two square roots), each ~0.07-0.1
+  ns per element on a modern core, so on a core that streams ~50 GB/s it is compute-bound at
+  ~25-30% of the best streaming rate; ~5x the generic core.
 
 It is NumPy-only (``out=`` and views are not part of the array API). Other backends use the core
 as it is, or their own compiler (``jax.jit``), or the fused CuPy kernels of
@@ -26,7 +31,8 @@ Equality with the core (tests/test_fast_paths.py): bit-identical results for flo
 float64, for every hyperparameter combination, on random data and on the edge values of
 DESIGN.md (G = 0, R = 0, H = 0, tiny and huge magnitudes, V = 0), for every state the algorithm
 can reach (V, H, R >= 0; a hand-made state with negative V, H or R may differ in the sign of a
-zero). Three places use a different but provably equal formulation, argued where they occur:
+zero). Three places of the "numpy" engine use a different but provably equal formulation,
+argued where they occur (the "numba" engine writes the core's expressions literally):
 
 - the sign of the step, ``where(G > 0, -d, d)``, flips the IEEE sign bit (XOR) where G > 0,
   which is what negation does, for every value including NaN, inf and zeros;
@@ -51,8 +57,8 @@ import numpy as np
 from .alice import AliceConfig, AliceState, Schedule
 from .steps import ALPHA_COEFF
 
-__all__ = ["DEFAULT_CHUNK", "Workspace", "absorb_and_update", "probe_point", "negative_mask",
-           "update_state", "state_words"]
+__all__ = ["DEFAULT_CHUNK", "ENGINES", "Workspace", "absorb_and_update", "probe_point",
+           "negative_mask", "update_state", "state_words"]
 
 #: Elements per block: 65536 float32 elements are 256 KiB per array, so the dozen arrays a block
 #: touches (state, gradients, scratch) stay in the L2/L3 caches while the Python cost of a block
@@ -60,7 +66,7 @@ __all__ = ["DEFAULT_CHUNK", "Workspace", "absorb_and_update", "probe_point", "ne
 #: and docs/performance.md): 16384 is ~15% slower, 131072 no faster.
 DEFAULT_CHUNK = 65536
 
-_N_SCRATCH = 4  # float scratch blocks: a, alpha / h_opt / d, bounds and temporaries
+_N_SCRATCH = 5  # float scratch blocks: a, alpha / h_opt / d, bounds and temporaries
 _N_MASKS = 2
 
 
@@ -128,6 +134,25 @@ class Workspace:
 
 
 _DEFAULT_WS = Workspace()
+
+try:  # the compiled pass (extra ``fast``); without numba the ufunc path runs
+    from . import _numba
+except ImportError:  # pragma: no cover - depends on the environment
+    _numba = None
+
+#: The engines :func:`absorb_and_update` can use here: "numba" (one compiled pass, when numba
+#: is installed) and "numpy" (in-place ufuncs), the first being the default.
+ENGINES = ("numba", "numpy") if _numba is not None else ("numpy",)
+
+
+def _check_engine(engine) -> str:
+    if engine is None:
+        return ENGINES[0]
+    if engine not in ("numba", "numpy"):
+        raise ValueError(f"engine must be 'numba', 'numpy' or None, got {engine!r}")
+    if engine not in ENGINES:
+        raise ValueError("engine='numba' needs numba (pip install 'alice-ref[fast]')")
+    return engine
 _POOL = [None, 0]  # a ThreadPoolExecutor and its size, made on first use of threads > 1
 
 
@@ -184,7 +209,8 @@ def _writable(name, x):
 
 def absorb_and_update(config: AliceConfig, sched: Schedule, mu, nu, G, V, H, R, g_zero,
                       g_plus=None, g_minus=None, *, lr: float | None = None, param=None,
-                      workspace: Workspace | None = None, sqrt=None, threads: int = 1) -> None:
+                      workspace: Workspace | None = None, sqrt=None, threads: int = 1,
+                      engine: str | None = None) -> None:
     """One batch of one parameter, in place: the core's ``absorb_sample`` (if ``g_plus`` and
     ``g_minus`` are given) or ``absorb_quick``, then ``apply_update`` (if ``sched.update``).
 
@@ -221,11 +247,14 @@ def absorb_and_update(config: AliceConfig, sched: Schedule, mu, nu, G, V, H, R, 
         workspace: scratch blocks (None: a module-wide one, not thread-safe).
         sqrt: ``sqrt(x, out)`` replacing NumPy's (e.g. torch's).
         threads: threads sharing the blocks.
+        engine: "numba" (one compiled pass per block, the default when numba is installed)
+            or "numpy" (in-place ufuncs); see :data:`ENGINES`. Both equal the core bit for bit.
 
     Raises:
         TypeError: a non-NumPy mu, a dtype other than float32/float64, or only one of
             g_plus and g_minus.
-        ValueError: an array of the wrong size or dtype, a read-only one, or bad threads.
+        ValueError: an array of the wrong size or dtype, a read-only one, bad threads, or an
+            engine that is unknown or not installed.
         Nothing changes when it raises.
 
     Example:
@@ -248,6 +277,7 @@ def absorb_and_update(config: AliceConfig, sched: Schedule, mu, nu, G, V, H, R, 
     ws = _DEFAULT_WS if workspace is None else workspace
     ws.get(dtype)  # TypeError for other dtypes
     threads = _check_threads(threads)
+    engine = _check_engine(engine)
     sample = g_plus is not None or g_minus is not None
     if sample and (g_plus is None or g_minus is None):
         raise TypeError("a sample step needs both g_plus and g_minus")
@@ -257,6 +287,9 @@ def absorb_and_update(config: AliceConfig, sched: Schedule, mu, nu, G, V, H, R, 
     gp = _flat("g_plus", g_plus, dtype, n) if sample else None
     gm = _flat("g_minus", g_minus, dtype, n) if sample else None
     pa = _writable("param", _flat("param", param, dtype, n)) if param is not None else None
+    if engine == "numba":
+        _numba_pass(config, sched, lr, st, g0, gp, gm, pa, ws, sqrt, threads)
+        return
     sqrt = _np_sqrt if sqrt is None else sqrt
     c = config
     sc = dtype.type  # scalars are rounded to the state dtype once, as NEP 50 does per call
@@ -272,7 +305,7 @@ def absorb_and_update(config: AliceConfig, sched: Schedule, mu, nu, G, V, H, R, 
     chunk = ws.chunk
 
     def body(start, stop, slot):
-        (t0, t1, t2, t3), (m0, m1), ubits = ws.get(dtype, slot)
+        (t0, t1, t2, t3, _), (m0, m1), ubits = ws.get(dtype, slot)
         signbit = ubits.dtype.type(1 << (8 * dtype.itemsize - 1))
         for s in range(start, stop, chunk):
             e = min(s + chunk, stop)
@@ -369,6 +402,49 @@ def absorb_and_update(config: AliceConfig, sched: Schedule, mu, nu, G, V, H, R, 
                 np.copyto(pa[s:e], muc)
 
     _in_parts(n, chunk, threads, body)
+
+
+def _numba_pass(config, sched, lr, st, g0, gp, gm, pa, ws, sqrt, threads):
+    """absorb_and_update with the compiled kernels of :mod:`alice_ref._numba`: one pass per
+    block with IEEE square roots, or, with a caller's ``sqrt``, split at the square roots."""
+    nb = _numba
+    mu, nu, G, V, H, R = (st[k] for k in ("mu", "nu", "G", "V", "H", "R"))
+    dtype, n = mu.dtype, mu.size
+    sample = gp is not None
+    f, k = nb.flags_and_constants(config, sched, sample, lr, dtype)
+    gp, gm = (gp, gm) if sample else (g0, g0)  # not read on a quick batch
+    rms, adam = config.hess_comp == "rms", config.limit_method == "adam"
+
+    def body(start, stop, slot):
+        t = ws.get(dtype, slot)[0]
+        sl = slice(start, stop)
+        if sqrt is None:
+            p = pa[sl] if pa is not None else t[1][:nb.BLOCK]
+            nb.run(f, k, mu[sl], nu[sl], G[sl], V[sl], H[sl], R[sl], g0[sl], gp[sl], gm[sl],
+                   p, pa is not None, t[0][:nb.BLOCK])
+            return
+        for s in range(start, stop, ws.chunk):
+            e = min(s + ws.chunk, stop)
+            b = slice(s, e)
+            nb.absorb(f, k, nu[b], G[b], V[b], H[b], R[b], g0[b], gp[b], gm[b])
+            if not sched.update:
+                if pa is not None:
+                    np.copyto(pa[b], mu[b])
+                continue
+            sH, sV = H[b], V[b]  # read only where 'rms' / 'adam' (selects in the kernels)
+            if rms:
+                sH = t[0][:e - s]
+                sqrt(H[b], sH)
+            t_alpha, t_arg = t[1][:e - s], t[2][:e - s]
+            nb.prep(f, k, G[b], H[b], R[b], sH, t_alpha, t_arg)
+            sqrt(t_arg, t_arg)
+            if adam:
+                sV = t[3][:e - s]
+                sqrt(V[b], sV)
+            p = pa[b] if pa is not None else t[4][:e - s]
+            nb.finish_move(f, k, mu[b], nu[b], G[b], H[b], p, sH, t_alpha, t_arg, sV)
+
+    _in_parts(n, ws.chunk, threads, body)
 
 
 def _ema(S, x, beta, tmp):
@@ -520,7 +596,7 @@ def probe_point(nu, negative, sigma: float, sign: int, out, *,
 
 def update_state(state: AliceState, sched: Schedule, config: AliceConfig, g_zero, g_plus=None,
                  g_minus=None, *, lr: float | None = None, workspace: Workspace | None = None,
-                 sqrt=None, threads: int = 1) -> AliceState:
+                 sqrt=None, threads: int = 1, engine: str | None = None) -> AliceState:
     """The whole-state form: :func:`absorb_and_update` on every parameter of ``state`` (NumPy
     arrays, updated in place; mu and nu must not share memory) and the counter advanced; equal
     to the core's ``apply_update(absorb_sample/absorb_quick(...))``, bit for bit. Every state
@@ -538,6 +614,7 @@ def update_state(state: AliceState, sched: Schedule, config: AliceConfig, g_zero
         workspace: scratch blocks.
         sqrt: ``sqrt(x, out)`` replacing NumPy's.
         threads: threads sharing the blocks.
+        engine: "numba", "numpy" or None (see :func:`absorb_and_update`).
 
     Returns:
         The state with t = sched.t (the same array objects, updated).
@@ -579,7 +656,8 @@ def update_state(state: AliceState, sched: Schedule, config: AliceConfig, g_zero
                           state.H[i], state.R[i], g_zero[i],
                           None if g_plus is None else g_plus[i],
                           None if g_minus is None else g_minus[i],
-                          lr=lr, workspace=workspace, sqrt=sqrt, threads=threads)
+                          lr=lr, workspace=workspace, sqrt=sqrt, threads=threads,
+                          engine=engine)
     return state._replace(t=sched.t)
 
 

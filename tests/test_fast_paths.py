@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import os
 import shutil
 import subprocess
 
@@ -58,6 +59,23 @@ def core_batch(arrs, config, t, lr, sample):
     return sched, [getattr(state, f)[0] for f in FIELDS]
 
 
+def _np_sqrt_hook(x, out):
+    np.sqrt(x, out=out)
+
+
+def _engines():
+    """(engine, sqrt hook) pairs: the ufunc path, the compiled pass, and the compiled pass split
+    at a caller's square roots (the PyTorch adapter's form). numba is part of the test install
+    (extra ``fast``): under CI a missing numba fails instead of skipping."""
+    numba_mark = pytest.mark.skipif("numba" not in fast.ENGINES and not os.environ.get("CI"),
+                                    reason="numba not installed (extra 'fast')")
+    return [pytest.param("numpy", None, id="numpy"),
+            pytest.param("numba", None, id="numba", marks=numba_mark),
+            pytest.param("numba", _np_sqrt_hook, id="numba-split", marks=numba_mark)]
+
+
+ENGINES = _engines()
+
 CONFIGS = [dict(hess_comp=h, grad_glass=gg, limit_method=lim, w1=w1, w2=w2, lr_min=lo, omega=om,
                 phi=ph)
            for h, gg, lim, (w1, w2), lo, (om, ph) in itertools.product(
@@ -69,11 +87,13 @@ CONFIGS = [dict(hess_comp=h, grad_glass=gg, limit_method=lim, w1=w1, w2=w2, lr_m
 
 # -- alice_ref.fast (NumPy) -----------------------------------------------------------------------
 
+@pytest.mark.parametrize("engine, hook", ENGINES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("sample, t", [(True, 3), (True, 12), (False, 13)])  # warm-up, update
-def test_numpy_fast_bit_identical_to_core_all_configs(dtype, sample, t):
+def test_numpy_fast_bit_identical_to_core_all_configs(dtype, sample, t, engine, hook):
     """Every hyperparameter switch, sample/quick step, warm-up/update, float32/float64, with a
-    block size that leaves a ragged last block; all outputs bit for bit, and the parameter."""
+    block size that leaves a ragged last block; all outputs bit for bit, and the parameter
+    (and without a parameter)."""
     rng = np.random.default_rng([int(sample), t, np.dtype(dtype).itemsize])
     ws = fast.Workspace(chunk=97)
     n = 97 * 3 + 13
@@ -82,26 +102,31 @@ def test_numpy_fast_bit_identical_to_core_all_configs(dtype, sample, t):
         arrs = random_state(rng, n, dtype)
         lr = 0.01 * (0.5 + rng.random())  # a scheduler moved lr: sigma and bounds follow
         sched, expected = core_batch(arrs, config, t, lr, sample)
-        mine = [a.copy() for a in arrs[:6]]
-        param = np.empty(n, dtype)
-        fast.absorb_and_update(config, sched, *mine, arrs[8], *(arrs[6:8] if sample else ()),
-                               lr=lr, param=param, workspace=ws)
-        for f, a, b in zip(FIELDS, mine, expected):
-            assert bits_equal(a, b), (hp, f)
-        assert bits_equal(param, expected[0])
+        for param in (np.empty(n, dtype), None):
+            mine = [a.copy() for a in arrs[:6]]
+            fast.absorb_and_update(config, sched, *mine, arrs[8],
+                                   *(arrs[6:8] if sample else ()), lr=lr, param=param,
+                                   workspace=ws, engine=engine, sqrt=hook)
+            for f, a, b in zip(FIELDS, mine, expected):
+                assert bits_equal(a, b), (hp, f)
+            assert param is None or bits_equal(param, expected[0])
 
 
+@pytest.mark.parametrize("engine, hook", ENGINES)
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_numpy_fast_threads_and_blocks_do_not_change_results(threads):
+def test_numpy_fast_threads_and_blocks_do_not_change_results(threads, engine, hook):
+    """Block sizes (ws.chunk; the compiled pass's own blocks of 8192 at the default chunk)
+    and thread splits leave every bit as the core's."""
     rng = np.random.default_rng(7)
     config = ar.AliceConfig(lr=0.02, betas=(0.5, 0.999), hess_comp="rms", w1=1e-4)
-    n = 1000
+    n = 2 * 8192 + 1000
     arrs = random_state(rng, n, np.float32)
     sched, expected = core_batch(arrs, config, 8, None, True)
-    for chunk in (1, 64, 333, 4096):
+    for chunk in (64, 333, 4096, fast.DEFAULT_CHUNK):
         mine = [a.copy() for a in arrs[:6]]
         fast.absorb_and_update(config, sched, *mine, arrs[8], arrs[6], arrs[7],
-                               workspace=fast.Workspace(chunk), threads=threads)
+                               workspace=fast.Workspace(chunk), threads=threads,
+                               engine=engine, sqrt=hook)
         assert all(bits_equal(a, b) for a, b in zip(mine, expected)), chunk
 
 
@@ -117,7 +142,8 @@ EDGES = [0.0, 1e-30, 1e-8, 1.0, 3.0e4, 1e30]
 @example(dtype=np.float32, hp=CONFIGS[0], sample=True, vals=[0.0] * 9, signs=[1.0] * 9)
 @example(dtype=np.float32, hp=dict(limit_method="adam", lr_max=0.0), sample=False,
          vals=[1.0, 1.0, 1e30, 0.0, 0.0, 0.0, 0.0, 0.0, 1e30], signs=[1.0] * 9)
-def test_numpy_fast_edge_values(dtype, hp, sample, vals, signs):
+@pytest.mark.parametrize("engine, hook", ENGINES)
+def test_numpy_fast_edge_values(dtype, hp, sample, vals, signs, engine, hook):
     """g = 0, rho = 0, h = 0, V = 0, tiny and huge magnitudes (overflowing the adam ratio into
     inf, so a bound is NaN: the masked fallback of the clip), one element per combination."""
     config = ar.AliceConfig(lr=0.01, betas=(0.75, 0.99), **hp)
@@ -127,12 +153,14 @@ def test_numpy_fast_edge_values(dtype, hp, sample, vals, signs):
     with np.errstate(all="ignore"):
         sched, expected = core_batch(arrs, config, 12 if sample else 13, None, sample)
         mine = [a.copy() for a in arrs[:6]]
-        fast.absorb_and_update(config, sched, *mine, arrs[8], *(arrs[6:8] if sample else ()))
+        fast.absorb_and_update(config, sched, *mine, arrs[8], *(arrs[6:8] if sample else ()),
+                               engine=engine, sqrt=hook)
     for f, a, b in zip(FIELDS, mine, expected):
         assert bits_equal(a, b), f
 
 
-def test_numpy_fast_nan_bound_fallback_is_exercised():
+@pytest.mark.parametrize("engine, hook", ENGINES)
+def test_numpy_fast_nan_bound_fallback_is_exercised(engine, hook):
     """lr_max = 0 and an infinite adam ratio f make hi f = NaN: the clip must take the literal
     masked form (fmin would drop the NaN)."""
     config = ar.AliceConfig(lr=0.01, lr_min=0.0, lr_max=0.0)
@@ -144,7 +172,7 @@ def test_numpy_fast_nan_bound_fallback_is_exercised():
     with np.errstate(all="ignore"):
         sched, expected = core_batch(arrs, config, 13, None, False)
         mine = [a.copy() for a in arrs[:6]]
-        fast.absorb_and_update(config, sched, *mine, arrs[8])
+        fast.absorb_and_update(config, sched, *mine, arrs[8], engine=engine, sqrt=hook)
     assert np.isnan(expected[0]).any()  # the core's answer does go through the NaN bound
     assert all(bits_equal(a, b) for a, b in zip(mine, expected))
 
@@ -172,7 +200,8 @@ def test_probe_point_bit_identical_to_core(dtype):
         assert bits_equal(at[0], nu)
 
 
-def test_update_state_whole_state_equals_core_trajectory():
+@pytest.mark.parametrize("engine, hook", ENGINES)
+def test_update_state_whole_state_equals_core_trajectory(engine, hook):
     """Several parameters, a run of batches through warm-up, sample and quick steps, driven by
     a landscape's gradients: the in-place state follows the core's exactly."""
     from alice_ref.landscapes import Quadratic
@@ -193,11 +222,12 @@ def test_update_state_whole_state_equals_core_trajectory():
             gp, gm, g0 = grad(plus), grad(minus), grad(nu)
             core = ar.apply_update(ar.absorb_sample(core, sched, gp, gm, g0, config), sched,
                                    config)
-            mine = fast.update_state(mine, sched, config, g0, gp, gm)
+            mine = fast.update_state(mine, sched, config, g0, gp, gm, engine=engine,
+                                     sqrt=hook)
         else:
             g0 = grad(list(core.nu))
             core = ar.apply_update(ar.absorb_quick(core, sched, g0, config), sched, config)
-            mine = fast.update_state(mine, sched, config, g0)
+            mine = fast.update_state(mine, sched, config, g0, engine=engine, sqrt=hook)
         assert mine.t == core.t
         for f in FIELDS:
             assert all(bits_equal(a, b) for a, b in zip(getattr(mine, f), getattr(core, f))), f
@@ -237,6 +267,8 @@ def test_numpy_fast_rejects_bad_input_before_changing_anything():
         fast.Workspace(0)
     with pytest.raises(ValueError, match="threads"):
         fast.absorb_and_update(config, sched, *good, g, threads=0)
+    with pytest.raises(ValueError, match="engine"):
+        fast.absorb_and_update(config, sched, *good, g, engine="numexpr")
     with pytest.raises(ValueError, match="sign"):
         fast.probe_point(good[0], np.zeros(8, bool), 0.1, 2, good[1])
     assert all(bits_equal(a, b) for a, b in zip(good, before))
@@ -265,11 +297,12 @@ def _mlp(dtype, seed=0, width=6):
                                torch.nn.Dropout(0.2), torch.nn.Linear(width, 1)).to(dtype)
 
 
-def _train(fused, dtype, hp, n=14, groups=False, chunk=None, sched_gamma=None):
+def _train(fused, dtype, hp, n=14, groups=False, chunk=None, sched_gamma=None, engine=None):
     model = _mlp(dtype)
     params = ([{"params": model[0].parameters(), "lr": hp.get("lr", 0.05) * 0.5},
                {"params": model[3].parameters()}] if groups else model.parameters())
     opt = Alice(params, generator=torch.Generator().manual_seed(3), fused=fused, **hp)
+    opt.fused_engine = engine
     if chunk is not None:
         opt._workspace = fast.Workspace(chunk)
     sched = (torch.optim.lr_scheduler.ExponentialLR(opt, sched_gamma) if sched_gamma else None)
@@ -300,14 +333,19 @@ TORCH_HP = [
 ]
 
 
+@pytest.mark.parametrize("engine", [e.values[0] for e in ENGINES if e.values[1] is None])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("hp", TORCH_HP)
-def test_torch_fused_bit_identical_to_generic(dtype, hp):
-    """Default (fused) and fused=False give the same parameters, state, losses and RNG
-    position, bit for bit, through warm-up, sample and quick steps, with dropout."""
+def test_torch_fused_bit_identical_to_generic(dtype, hp, engine):
+    """Default (fused; each engine of alice_ref.fast) and fused=False give the same
+    parameters, state, losses and RNG position, bit for bit, through warm-up, sample and quick
+    steps, with dropout."""
+    if engine not in fast.ENGINES and not os.environ.get("CI"):
+        pytest.skip("numba not installed (extra 'fast')")
     runs = []
     for fused in (None, False):
-        model, opt, losses = _train(fused, dtype, hp, groups=True, chunk=5, sched_gamma=0.97)
+        model, opt, losses = _train(fused, dtype, hp, groups=True, chunk=5, sched_gamma=0.97,
+                                    engine=engine)
         runs.append((model, opt, losses, torch.get_rng_state()))
     (m1, o1, l1, r1), (m2, o2, l2, r2) = runs
     assert l1 == l2 and torch.equal(r1, r2) and o1.t == o2.t

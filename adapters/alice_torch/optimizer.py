@@ -279,6 +279,7 @@ class Alice(torch.optim.Optimizer):
             raise TypeError(f"fused must be None, True or False, got {fused!r}")
         self.fused = fused
         self.fused_threads = 1  # threads of the fused path (alice_ref.fast ``threads``)
+        self.fused_engine = None  # alice_ref.fast ``engine``: None = numba if installed
         self._workspace = _fast.Workspace()
         self._base = base
         self.betas, self.quick_steps, self.nonfinite = base.betas, base.quick_steps, base.nonfinite
@@ -735,7 +736,8 @@ class Alice(torch.optim.Optimizer):
                 gp = None if grads[0] is None else grads[0][j][i]
                 gm = None if grads[1] is None else grads[1][j][i]
                 _fast.absorb_and_update(cfg, sched, *v[1:], grads[2][j][i], gp, gm, lr=sigma,
-                                        param=v[0], workspace=ws, sqrt=_torch_sqrt, threads=th)
+                                        param=v[0], workspace=ws, sqrt=_torch_sqrt, threads=th,
+                                        engine=self.fused_engine)
         self._touched(all_params)
         self.t = t
         return (loss, outputs) if pair else loss

@@ -14,6 +14,7 @@ from .alice import (
                     absorb_gradient,
                     absorb_quick,
                     absorb_sample,
+                    alice_step,
                     alice_update,
                     apply_update,
                     attributes,
@@ -46,7 +47,8 @@ __all__ = [
     "sample_cost", "curvature_beta", "warmup_length", "is_sample_step", "ema_beta",
     "landscapes",
     "AliceConfig", "AliceState", "Schedule", "schedule", "init", "probe_points", "ema",
-    "absorb_gradient", "absorb_curvature", "alice_update", "absorb_sample", "absorb_quick",
+    "absorb_gradient", "absorb_curvature", "alice_update", "alice_step", "absorb_sample",
+    "absorb_quick",
     "apply_update", "params_of", "state_to_dict", "state_from_dict", "attributes",
     "Alice", "NonFiniteGradientError", "draw_rademacher", "run_batch", "minimize",
 ]

@@ -25,7 +25,8 @@ from .steps import LIMIT_METHODS, _bounded_step
 
 __all__ = ["AliceConfig", "AliceState", "Schedule", "HESS_COMPS", "NONFINITE_POLICIES",
            "schedule", "init", "probe_points", "ema", "absorb_gradient", "absorb_curvature",
-           "alice_update", "absorb_sample", "absorb_quick", "apply_update", "params_of",
+           "alice_update", "alice_step", "absorb_sample", "absorb_quick", "apply_update",
+           "params_of",
            "state_to_dict", "state_from_dict", "attributes"]
 
 HESS_COMPS = ("zero", "abs", "rms")
@@ -598,13 +599,43 @@ def alice_update(mu, G, V, H, R, config: AliceConfig, lr: float | None = None):
         >>> mu1.round(6).tolist(), nu1.round(6).tolist()  # phi = 1 - beta1 = 0.5, omega = 1
         ([-0.25, 0.5], [-0.5, 1.0])
     """
-    xp = array_namespace(mu)
-    zero = xp.zeros_like(mu)
+    delta = alice_step(G, V, H, R, config, lr)
+    return mu + config.phi * delta, mu + config.omega * delta
+
+
+def alice_step(G, V, H, R, config: AliceConfig, lr: float | None = None):
+    """The step delta of :func:`alice_update` (R5, R6): -sign(G) d, d = |G| / h_opt clipped.
+
+    alice_update returns (mu + phi delta, mu + omega delta) with this delta (R7); compilers
+    that would otherwise recompute the step for each of the two outputs (XLA on CPU) can
+    materialise it once.
+
+    Args:
+        G: gradient average of one parameter.
+        V: squared-gradient average.
+        H: curvature average.
+        R: glass density average.
+        config: the hyperparameters.
+        lr: the current learning rate for the bounds (None: config.lr).
+
+    Returns:
+        delta, an array like G.
+
+    Example:
+        Newton's |G|/H (up to eps) with the sign of -G, clipped at lr_max = 2 lr = 1:
+
+        >>> import numpy as np
+        >>> c = AliceConfig(lr=0.5, limit_method="fixed", grad_glass=False)
+        >>> z = np.zeros(2)
+        >>> alice_step(np.array([2.0, -8.0]), z, np.array([4.0, 1.0]), z, c).round(6).tolist()
+        [-0.5, 1.0]
+    """
+    xp = array_namespace(G)
+    zero = xp.zeros_like(G)
     h = zero if config.hess_comp == "zero" else (xp.sqrt(H) if config.hess_comp == "rms" else H)
     rho = R if config.grad_glass else zero
     lo, hi = config.bounds(lr)
-    delta = _bounded_step(xp, G, h, rho, V, lo, hi, config.limit_method, config.eps)
-    return mu + config.phi * delta, mu + config.omega * delta
+    return _bounded_step(xp, G, h, rho, V, lo, hi, config.limit_method, config.eps)
 
 
 # -- whole-state functions (Python schedule) -----------------------------------------------------

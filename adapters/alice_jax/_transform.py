@@ -4,11 +4,11 @@ The caller's ``params`` are Alice's look-ahead point nu (where the caller took `
 the returned updates move them to the next look-ahead point nu'; the centre mu (what inference
 and checkpoints should see) lives in the state: :func:`center`. Every formula comes from
 alice_ref: the per-element kernels :func:`alice_ref.absorb_gradient`,
-:func:`alice_ref.absorb_curvature`, :func:`alice_ref.alice_update` and the schedule helpers
-:func:`alice_ref.ema_beta`, :func:`alice_ref.warmup_length`, ``AliceConfig.beta3`` (ALICE.md).
-This module only turns pytrees, PRNG keys and optax's conventions into calls of the core, with
-the batch schedule as traced comparisons and ``jax.lax.cond`` so one compiled step serves every
-batch.
+:func:`alice_ref.absorb_curvature`, :func:`alice_ref.alice_step` (the delta of
+:func:`alice_ref.alice_update`) and the schedule helpers :func:`alice_ref.ema_beta`,
+:func:`alice_ref.warmup_length`, ``AliceConfig.beta3`` (ALICE.md). This module only turns
+pytrees, PRNG keys and optax's conventions into calls of the core, with the batch schedule as
+traced comparisons and ``jax.lax.cond`` so one compiled step serves every batch.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from alice_ref import (
     NonFiniteGradientError,
     absorb_curvature,
     absorb_gradient,
-    alice_update,
+    alice_step,
     ema_beta,
     warmup_length,
 )
@@ -244,6 +244,8 @@ def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = N
         all_finite = lambda xs: jnp.stack(  # noqa: E731
             [jnp.all(jnp.isfinite(x)) for x in xs]) if xs else jnp.ones((0,), bool)
 
+        ok0 = all_finite(g0)
+
         def sample_step(_):
             key, sub = jax.random.split(state.key)
             z = treedef.flatten_up_to(probe_fn(sub, t, treedef.unflatten(nu)))
@@ -254,21 +256,24 @@ def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = N
                   zip(treedef.flatten_up_to(grad_at(point(sigma))), sdt)]
             gm = [x.astype(d) for x, d in
                   zip(treedef.flatten_up_to(grad_at(point(-sigma))), sdt)]
+            ok_p, ok_m = all_finite(gp), all_finite(gm)
+            ok = jnp.all(ok_p) & jnp.all(ok_m) & jnp.all(ok0)
             HR = [absorb_curvature(h, r, a, b, c, sigma, b3_, config.hess_comp, config.w2)
                   for h, r, a, b, c, b3_ in zip(H, R, gp, gm, g0, b3)]
-            return (key, [x[0] for x in HR], [x[1] for x in HR], all_finite(gp),
-                    all_finite(gm))
+            # the kept averages: selected here, so that a quick batch passes H and R through
+            return (key, [jnp.where(ok, x[0], h) for x, h in zip(HR, H)],
+                    [jnp.where(ok, x[1], r) for x, r in zip(HR, R)], ok_p, ok_m)
 
         def quick_step(_):
             ok = jnp.ones((n,), bool)
             return state.key, list(H), list(R), ok, ok
 
-        key, H1, R1, ok_p, ok_m = jax.lax.cond(sample, sample_step, quick_step, None)
+        key, H2, R2, ok_p, ok_m = jax.lax.cond(sample, sample_step, quick_step, None)
         GV = [absorb_gradient(g, v, a, x, b1_, b2_, config.w1, config.w2)
               for g, v, a, x, b1_, b2_ in zip(G, V, g0, nu, b1, b2)]
         G1, V1 = [x[0] for x in GV], [x[1] for x in GV]
         if n:
-            bad = ~jnp.stack([ok_p, ok_m, all_finite(g0)])  # (3, n), ALICE.md's order
+            bad = ~jnp.stack([ok_p, ok_m, ok0])  # (3, n), ALICE.md's order
             any_bad = jnp.any(bad)
             bad_eval = jnp.where(any_bad, jnp.argmax(jnp.any(bad, axis=1)), -1)
             bad_leaf = jnp.where(any_bad, jnp.argmax(bad[jnp.maximum(bad_eval, 0)]), -1)
@@ -276,16 +281,17 @@ def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = N
             any_bad, bad_eval, bad_leaf = jnp.asarray(False), -1, -1
         ok = ~any_bad
         keep = lambda new, old: [jnp.where(ok, a, b) for a, b in zip(new, old)]  # noqa: E731
-        # The averages the state keeps, materialised once (the barrier stops XLA CPU, which
-        # has no multi-output loop fusion, from recomputing them inside every later loop and,
-        # with donated buffers, from copying the old averages to keep them readable). The step
-        # reads them: on a kept batch they are G1, V1, H1, R1; on a skipped one its result is
-        # discarded below.
-        G2, V2, H2, R2 = jax.lax.optimization_barrier(
-            (keep(G1, G), keep(V1, V), keep(H1, H), keep(R1, R)))
-        MN = [alice_update(m, g, v, h, r, config) for m, g, v, h, r in zip(mu, G2, V2, H2, R2)]
-        mu1 = [jnp.where(do_update, mn[0], m) for mn, m in zip(MN, mu)]
-        nu1 = [jnp.where(do_update, mn[1], v) for mn, v in zip(MN, nu)]
+        # XLA's CPU backend has no multi-output loop fusion: every value that two loops read
+        # is recomputed in each (and, with donated buffers, the old averages are copied to
+        # stay readable) unless it is materialised once behind a barrier. So: the kept
+        # averages G, V (H, R come kept from the cond), then the step delta (R5, R6), which
+        # both mu' = mu + phi delta and nu' = mu + omega delta read (R7, as alice_update).
+        # On a skipped batch delta is computed and discarded.
+        G2, V2 = jax.lax.optimization_barrier((keep(G1, G), keep(V1, V)))
+        delta = jax.lax.optimization_barrier(
+            [alice_step(g, v, h, r, config) for g, v, h, r in zip(G2, V2, H2, R2)])
+        mu1 = [jnp.where(do_update, m + config.phi * d, m) for d, m in zip(delta, mu)]
+        nu1 = [jnp.where(do_update, m + config.omega * d, v) for d, m, v in zip(delta, mu, nu)]
         unflat = treedef.unflatten
         i32 = lambda v: jnp.asarray(v, dtype=jnp.int32)  # noqa: E731
         new_state = AliceJaxState(

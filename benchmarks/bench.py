@@ -527,7 +527,8 @@ def markdown(res: dict) -> str:
 
 
 def main():
-    res = {"machine": machine(), "args": vars(ARGS)}
+    args = vars(ARGS) | {"out": os.path.relpath(ARGS.out, ROOT)}  # no machine paths in results
+    res = {"machine": machine(), "args": args}
     only = set(ARGS.only.split(","))
     t0 = time.time()
     if "numpy" in only:

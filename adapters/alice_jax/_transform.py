@@ -283,13 +283,13 @@ def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = N
         keep = lambda new, old: [jnp.where(ok, a, b) for a, b in zip(new, old)]  # noqa: E731
         # XLA's CPU backend has no multi-output loop fusion: every value that two loops read
         # is recomputed in each (and, with donated buffers, the old averages are copied to
-        # stay readable) unless it is materialised once behind a barrier. So: the kept
-        # averages G, V (H, R come kept from the cond), then the step delta (R5, R6), which
-        # both mu' = mu + phi delta and nu' = mu + omega delta read (R7, as alice_update).
-        # On a skipped batch delta is computed and discarded.
+        # stay readable) unless it is materialised once behind a barrier: the kept averages G
+        # and V (H and R come kept from the cond). The step delta (R5, R6) is read by both
+        # mu' = mu + phi delta and nu' = mu + omega delta (R7, as alice_update); a barrier on
+        # it changes nothing in XLA's loops, so it has none. On a skipped batch delta is
+        # computed and discarded.
         G2, V2 = jax.lax.optimization_barrier((keep(G1, G), keep(V1, V)))
-        delta = jax.lax.optimization_barrier(
-            [alice_step(g, v, h, r, config) for g, v, h, r in zip(G2, V2, H2, R2)])
+        delta = [alice_step(g, v, h, r, config) for g, v, h, r in zip(G2, V2, H2, R2)]
         mu1 = [jnp.where(do_update, m + config.phi * d, m) for d, m in zip(delta, mu)]
         nu1 = [jnp.where(do_update, m + config.omega * d, v) for d, m, v in zip(delta, mu, nu)]
         unflat = treedef.unflatten

@@ -11,9 +11,10 @@ handling, and ``state_dict``/``load_state_dict``.
 
 On CPU (float32/float64, contiguous parameters) the same per-element arithmetic runs by default
 through :mod:`alice_ref.fast`, in place on the tensors' NumPy views, one cache-sized block at a
-time, with torch's own sqrt: bit-identical to the generic path above (tests/test_fast_paths.py)
-and several times faster (docs/performance.md). ``Alice(..., fused=False)`` keeps the generic
-path.
+time (compiled by numba when the ``fast`` extra is installed, else ufuncs: the attribute
+``fused_engine`` picks, None = the best installed), with torch's own sqrt: bit-identical to the
+generic path above (tests/test_fast_paths.py) and several times faster (docs/performance.md).
+``Alice(..., fused=False)`` keeps the generic path.
 
 Per-parameter state (``optimizer.state[p]``): ``mu`` (centre, what the parameter holds between
 steps), ``nu`` (look-ahead evaluation point), ``G``, ``V``, ``H``, ``R`` (the averages of

@@ -105,7 +105,7 @@ class Workspace:
             slot: the thread slot (0 for the calling thread).
 
         Returns:
-            (float scratch blocks, bool mask blocks, unsigned bits block): lists of 4 arrays of
+            (float scratch blocks, bool mask blocks, unsigned bits block): lists of 5 arrays of
             ``dtype`` and 2 bool arrays, and one uint32/uint64 array (the dtype's width), each
             of ``chunk`` elements.
 
@@ -118,7 +118,7 @@ class Workspace:
             >>> import numpy as np
             >>> floats, masks, bits = Workspace(chunk=4).get(np.float32)
             >>> len(floats), floats[0].shape, floats[0].dtype, len(masks), bits.dtype
-            (4, (4,), dtype('float32'), 2, dtype('uint32'))
+            (5, (4,), dtype('float32'), 2, dtype('uint32'))
         """
         dtype = np.dtype(dtype)
         s = self._sets.get((dtype, slot))

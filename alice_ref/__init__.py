@@ -5,8 +5,8 @@ Hessian-glass step, Nesterov exactness and the Alice optimiser. Results R1-R8 ar
 docs/derivations.md; the idea and the optimiser are those of Duersch, Catanach, Safonov and Wendt.
 """
 
-from . import landscapes
-from .alice import (
+from alice_ref import landscapes
+from alice_ref.core.batch import (
                     AliceConfig,
                     AliceState,
                     Schedule,
@@ -26,14 +26,25 @@ from .alice import (
                     state_from_dict,
                     state_to_dict,
 )
-from .bounds import GLASS_COEFF, JENSEN_COEFF, loss_deviation_bound
-from .cost import curvature_beta, ema_beta, is_sample_step, sample_cost, warmup_length
-from .driver import Alice, NonFiniteGradientError, draw_rademacher, minimize, run_batch
-from .glass import glass_line_covariance, power_law_exponent
-from .kernels import curvature_magnitude, glass_density, glass_density_from_line, glass_kernel
-from .nesterov import exact_phi, nesterov_lag
-from .sampling import hessian_diag, rademacher_from_uniform, rademacher_variance
-from .steps import ALPHA_COEFF, bounded_step, effective_curvature, optimal_step
+from alice_ref.driver import Alice, NonFiniteGradientError, draw_rademacher, minimize, run_batch
+from alice_ref.maths.bounds import GLASS_COEFF, JENSEN_COEFF, loss_deviation_bound
+from alice_ref.maths.estimators import (
+                    curvature_magnitude,
+                    glass_density,
+                    glass_density_from_line,
+                    glass_kernel,
+)
+from alice_ref.maths.glass import glass_line_covariance, power_law_exponent
+from alice_ref.maths.nesterov import exact_phi, nesterov_lag
+from alice_ref.maths.probes import hessian_diag, rademacher_from_uniform, rademacher_variance
+from alice_ref.maths.schedule import (
+                    curvature_beta,
+                    ema_beta,
+                    is_sample_step,
+                    sample_cost,
+                    warmup_length,
+)
+from alice_ref.maths.step import ALPHA_COEFF, bounded_step, effective_curvature, optimal_step
 
 __version__ = "0.1.0"
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from alice_ref.tools.cli import main
 
 sys.exit(main())

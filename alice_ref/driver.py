@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ._xp import array_namespace, device, to_numpy
-from .alice import (
+from alice_ref._xp import array_namespace, device, to_numpy
+from alice_ref.core.batch import (
     AliceConfig,
     AliceState,
     _as_state,
@@ -344,7 +344,7 @@ class Alice:
         return loss
 
     def attributes(self) -> list[dict]:
-        """Per parameter: mean glass density and mean curvature (alice_ref.alice.attributes).
+        """Per parameter: mean glass density and mean curvature (alice_ref.core.batch.attributes).
 
         Returns:
             A list with one dict {'glass_density': float, 'curvature': float} per parameter.
@@ -363,7 +363,7 @@ class Alice:
     def state_dict(self) -> dict:
         """Everything needed for a bit-identical resume: state arrays, counters, lr, RNG state.
 
-        The keys are those of :func:`alice_ref.alice.state_to_dict` (arrays copied to NumPy)
+        The keys are those of :func:`alice_ref.core.batch.state_to_dict` (arrays copied to NumPy)
         plus 'lr' and 'rng' (the Generator's ``bit_generator.state``).
 
         Returns:

@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-from ._xp import array_namespace, device, is_array_api_obj, to_numpy
+from alice_ref._xp import array_namespace, device, is_array_api_obj, to_numpy
 
 __all__ = ["SeparableGlass", "Quadratic", "ReluTeacherStudent"]
 

@@ -16,7 +16,7 @@ Sections
   cycles of q + 1 = 4 batches (one sample step, three quick steps) after warm-up.
 - jax: jitted alice_jax.alice vs optax.adam on the same two problems (skipped if alice_jax is
   missing).
-- numpy: elements per second of the per-element batch update (generic core; alice_ref.fast)
+- numpy: elements per second of the per-element batch update (generic core; alice_ref.engines.cpu)
   against a STREAM triad a = b + s c measured in the same run; the fraction of the bandwidth
   bound is (elements/s x words the update must move x bytes per word) / triad bytes/s.
 - memory: optimiser-state bytes per parameter byte (torch and jax), against the official
@@ -43,7 +43,7 @@ def _args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds, smaller CNN (~1 min)")
     ap.add_argument("--threads", type=int, default=1,
-                    help="intra-op threads for torch and NumPy (alice_ref.fast); 0 = each "
+                    help="intra-op threads for torch and NumPy (alice_ref.engines.cpu); 0 = each "
                          "library's default (default 1: reproducible on a shared machine). XLA "
                          "keeps its defaults: its single-thread flags make its CPU code for "
                          "division and select ~5x slower (docs/performance.md)")
@@ -65,7 +65,7 @@ import numpy as np  # noqa: E402
 
 sys.path[:0] = [str(ROOT), str(ROOT / "adapters")]  # also when not pip-installed
 import alice_ref  # noqa: E402
-from alice_ref import fast  # noqa: E402
+from alice_ref.engines import cpu as fast  # noqa: E402
 
 # -- helpers --------------------------------------------------------------------------------------
 
@@ -132,7 +132,7 @@ def bench_numpy(n: int, rounds: int) -> dict:
     tmps = [np.empty(ch, dt) for _ in range(th)]
     pool = ThreadPoolExecutor(th) if th > 1 else None
 
-    def parts(body):  # the same split over threads as alice_ref.fast, for a fair bound
+    def parts(body):  # the same split over threads as alice_ref.engines.cpu, for a fair bound
         per = -(-n // th)
         if pool is None:
             body(0, n, 0)

@@ -3,7 +3,7 @@
 
     python benchmarks/gpu_bench.py [--out DIR] [--sizes 4194304,67108864] [--quick]
 
-- CuPy: the fused kernel (alice_ref.cupy_kernels, one launch per batch and parameter) against
+- CuPy: the fused kernel (alice_ref.engines.cuda, one launch per batch and parameter) against
   the generic core on CuPy arrays (~40 launches), quick and sample batches, and the effective
   bandwidth of each against a device triad a = b + s c and a copy, measured in the same run.
 - torch CUDA: per-batch time of alice_torch.Alice(quick_steps=3) (its generic path: the fused
@@ -84,7 +84,7 @@ def bench_cupy(sizes, rounds) -> dict:
     try:
         import cupy as cp
 
-        from alice_ref import cupy_kernels as ck
+        from alice_ref.engines import cuda as ck
     except Exception as e:  # noqa: BLE001
         return {"skipped": f"cupy not importable: {type(e).__name__}: {e}"}
     if not ck.available():

@@ -34,31 +34,3 @@ def var_se(x, axis=0):
     n = x.shape[axis]
     c2 = (x - x.mean(axis=axis, keepdims=True)) ** 2
     return c2.mean(axis=axis) * n / (n - 1), c2.std(axis=axis, ddof=1) / math.sqrt(n)
-
-
-def _find_conformance():
-    """$ALICE_CONFORMANCE, else shared/conformance/ in the checkout or beside it (CI's layout)."""
-    import os
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    for c in (os.environ.get("ALICE_CONFORMANCE", ""),
-              root / "shared" / "conformance" / "official_alice_1_1.npz",
-              root.parent / "shared" / "conformance" / "official_alice_1_1.npz"):
-        if c and Path(c).is_file():
-            return Path(c)
-    return None
-
-
-CONFORMANCE_NPZ = _find_conformance()
-
-
-def needs_conformance():
-    """Skip when the recorded official batches are absent, except under CI (CI set), where their
-    absence must fail rather than pass silently."""
-    import os
-
-    import pytest
-
-    return pytest.mark.skipif(CONFORMANCE_NPZ is None and not os.environ.get("CI"),
-                              reason="conformance data not available (set ALICE_CONFORMANCE)")

@@ -1,4 +1,4 @@
-"""Replay of the recorded official Alice 1.1 batches (shared/conformance/official_alice_1_1.npz).
+"""Replay of the recorded official Alice 1.1 batches (package data: alice_ref.conformance).
 
 The recording holds, for four configurations, the initial parameters, the uniform draws u of
 every sample step, the gradients the official optimiser absorbed and its state after every batch.
@@ -23,23 +23,12 @@ it cannot hide a real discrepancy in any element of ordinary size.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-from helpers import CONFORMANCE_NPZ, needs_conformance, to_np
+from helpers import to_np
 
 import alice_ref as ar
-
-NPZ = CONFORMANCE_NPZ
-
-pytestmark = needs_conformance()
-
-
-def test_conformance_data_found():
-    """The recording is present (under CI its absence fails here instead of skipping)."""
-    assert NPZ is not None, "official_alice_1_1.npz not found beside the checkout"
-
+from alice_ref.conformance import load_official, official_meta
 
 FIELDS = ("mu", "nu", "G", "V", "H", "R")
 REL = 1e-5
@@ -57,8 +46,8 @@ def rel_error(got, ref):
 
 @pytest.fixture(scope="module")
 def data():
-    d = np.load(NPZ)
-    meta = json.loads(str(d["meta"]))
+    d = load_official()
+    meta = official_meta(d)
     return d, meta
 
 

@@ -1,4 +1,4 @@
-"""The functional Alice core (alice_ref.alice): configuration, schedule, R7 in the loop, the
+"""The functional Alice core (alice_ref.core.batch): configuration, schedule, R7 in the loop, the
 estimators in the loop on a landscape with known truth, precision, checkpoint dicts, attributes.
 
 Truth always comes from ALICE.md / MATH.md algebra or from a landscape's known rho and h, never
@@ -423,7 +423,7 @@ def test_small_argument_checks():
 
 
 def test_init_gives_every_field_its_own_storage():
-    """In-place fast paths (alice_ref.fast) rely on init not aliasing mu, nu, G, V, H, R."""
+    """In-place fast paths (alice_ref.engines.cpu) rely on init not aliasing mu, nu, G, V, H, R."""
     s = ar.init([np.ones(3)])
     fields = [getattr(s, f)[0] for f in ("mu", "nu", "G", "V", "H", "R")]
     assert not any(np.shares_memory(a, b) for i, a in enumerate(fields) for b in fields[i + 1:])

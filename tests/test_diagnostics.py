@@ -1,4 +1,4 @@
-"""Curvature diagnostics (alice_ref.diagnostics) on landscapes with known truth.
+"""Curvature diagnostics (alice_ref.tools.diagnostics) on landscapes with known truth.
 
 Truth comes from the landscapes (SeparableGlass: rho = lam s^2, no Hessian; Quadratic: H), from
 algebra (a linear model's MSE Hessian, R2's exact Hutchinson variance) or from R1's exponents
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from conftest import load_namespace
 
-from alice_ref import diagnostics as D
 from alice_ref import rademacher_variance
 from alice_ref.landscapes import Quadratic, SeparableGlass
+from alice_ref.tools import diagnostics as D
 
 K_SE = 4.0  # |measured - truth| <= K_SE * se: a 4-sigma band (two-sided miss rate ~6e-5)
 

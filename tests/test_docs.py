@@ -64,8 +64,8 @@ def test_site_builds_strict(tmp_path):
                  *[f"results/r{k}/index.html" for k in range(1, 9)]]:
         assert (site / page).is_file(), page
     api = (site / "api" / "index.html").read_text(encoding="utf-8")
-    for ident in ("alice_ref.kernels.glass_density", "alice_ref.steps.optimal_step",
-                  "alice_ref.bounds.GLASS_COEFF", "alice_ref.steps.ALPHA_COEFF",
+    for ident in ("alice_ref.maths.estimators.glass_density", "alice_ref.maths.step.optimal_step",
+                  "alice_ref.maths.bounds.GLASS_COEFF", "alice_ref.maths.step.ALPHA_COEFF",
                   "alice_ref.landscapes.SeparableGlass", "alice_torch.Alice", "alice_jax.alice"):
         assert f'id="{ident}"' in api, f"API reference lacks {ident}"
 

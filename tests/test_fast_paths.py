@@ -1,7 +1,7 @@
-"""Fast paths equal the generic core: alice_ref.fast (NumPy, in place, blocked), the fused
-PyTorch path of alice_torch.Alice, and the fused CuPy kernels of alice_ref.cupy_kernels.
+"""Fast paths equal the generic core: alice_ref.engines.cpu (NumPy, in place, blocked), the fused
+PyTorch path of alice_torch.Alice, and the fused CuPy kernels of alice_ref.engines.cuda.
 
-Truth is the functional core (alice_ref.alice), whose own truth is established by the result
+Truth is the functional core (alice_ref.core.batch), whose own truth is established by the result
 and optimiser tests; here every fast path must reproduce it bit for bit (same operations in the
 same order; tests/test_fast_paths.py is what "proven equal" means in docs/performance.md).
 Speed is not tested here: benchmarks/bench.py measures it.
@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import alice_ref as ar
-from alice_ref import cupy_kernels, fast
+from alice_ref.engines import cpu as fast
+from alice_ref.engines import cuda as cupy_kernels
 
 FIELDS = ("mu", "nu", "G", "V", "H", "R")
 
@@ -85,7 +86,7 @@ CONFIGS = [dict(hess_comp=h, grad_glass=gg, limit_method=lim, w1=w1, w2=w2, lr_m
            if not (h == "zero" and not gg)]
 
 
-# -- alice_ref.fast (NumPy) -----------------------------------------------------------------------
+# -- alice_ref.engines.cpu (NumPy) -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("engine, hook", ENGINES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -337,7 +338,7 @@ TORCH_HP = [
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("hp", TORCH_HP)
 def test_torch_fused_bit_identical_to_generic(dtype, hp, engine):
-    """Default (fused; each engine of alice_ref.fast) and fused=False give the same
+    """Default (fused; each engine of alice_ref.engines.cpu) and fused=False give the same
     parameters, state, losses and RNG position, bit for bit, through warm-up, sample and quick
     steps, with dropout."""
     if engine not in fast.ENGINES and not os.environ.get("CI"):
@@ -468,7 +469,7 @@ def test_torch_fused_unaliases_state_after_import_mu():
             assert torch.equal(o1.state[p][f], o2.state[q][f]), f
 
 
-# -- alice_ref.cupy_kernels -----------------------------------------------------------------------
+# -- alice_ref.engines.cuda -----------------------------------------------------------------------
 
 _C_HARNESS = """
 #include <math.h>

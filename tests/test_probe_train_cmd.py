@@ -14,7 +14,8 @@ import sys
 import numpy as np
 import pytest
 
-from alice_ref import probe_cmd, train_cmd
+from alice_ref.tools import probe as probe_cmd
+from alice_ref.tools import train as train_cmd
 
 HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

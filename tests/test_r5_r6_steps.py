@@ -2,7 +2,7 @@
 
 Truth comes from the model itself: m(d) = -a d + h d^2/2 + c sqrt(rho) d^{3/2} with
 c = sqrt(2/(3 pi)), minimised here by golden-section search and on a fine grid, independently of
-the closed form in alice_ref.steps; and from the clipping rule of ALICE.md step 5, re-derived in
+the closed form in alice_ref.maths.step; and from the clipping rule of ALICE.md step 5, re-derived in
 NumPy.
 """
 

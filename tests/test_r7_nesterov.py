@@ -3,7 +3,7 @@ phi = omega (1 - beta).
 
 The recursion G_t = beta G_{t-1} + (1 - beta) g(nu_t), nu_t = mu_{t-1} + omega delta_t,
 mu_t = mu_{t-1} + phi delta_t is simulated here on a landscapes.Quadratic (its own gradient),
-independently of alice_ref.nesterov; truth for the lag comes from that simulation and from the
+independently of alice_ref.maths.nesterov; truth for the lag comes from that simulation and from the
 landscape's known Hessian.
 """
 

@@ -12,7 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from alice_ref import curvature_beta, is_sample_step, sample_cost, warmup_length
-from alice_ref.cost import EVALS_QUICK, EVALS_SAMPLE, is_warmup
+from alice_ref.maths.schedule import EVALS_QUICK, EVALS_SAMPLE, is_warmup
 
 PROPS = settings(max_examples=50, deadline=None)
 

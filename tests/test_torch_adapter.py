@@ -6,7 +6,6 @@ whose answer is known (a linear loss makes the step sit exactly on its bound), (
 RNG positions of torch's own generator.
 """
 
-import json
 import math
 import pathlib
 import re
@@ -17,12 +16,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from alice_torch import Alice, NonFiniteGradientError  # noqa: E402
-from helpers import CONFORMANCE_NPZ, needs_conformance  # noqa: E402
 
 import alice_ref  # noqa: E402
+from alice_ref.conformance import load_official, official_meta  # noqa: E402
 
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
-NPZ = CONFORMANCE_NPZ
 FIELDS = ("mu", "nu", "G", "V", "H", "R")
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -99,13 +97,12 @@ def test_groups_resolve_and_validate_per_group():
 
 # -- parity with the official optimiser (recorded runs) ------------------------------------------
 
-@needs_conformance()
 def test_replay_official_runs():
     """The recorded uniforms u came from torch's default generator (seed 10 + config, after 97
     draws); the adapter, drawing its own probes, must put each evaluation where the official
     optimiser did and reach the same state batch after batch (float32; README: ~1e-5)."""
-    d = np.load(NPZ)
-    meta = json.loads(str(d["meta"]))
+    d = load_official()
+    meta = official_meta(d)
     worst = 0.0
     for c, cfg in enumerate(meta["configs"]):
         hp = dict(cfg["config"], betas=tuple(cfg["config"]["betas"]))
@@ -118,7 +115,7 @@ def test_replay_official_runs():
         nu_prev = d[f"c{c}_params0"].astype(np.float64)
         for b in range(meta["batches"]):
             grads = d[f"c{c}_b{b}_grads"]
-            u = d[f"c{c}_b{b}_u"] if f"c{c}_b{b}_u" in d.files else None
+            u = d[f"c{c}_b{b}_u"] if f"c{c}_b{b}_u" in d else None
             z = None if u is None else np.where(u < 0.5, -1.0, 1.0)
             where = [nu_prev] if u is None else [nu_prev + hp["lr"] * z, nu_prev - hp["lr"] * z,
                                                  nu_prev]

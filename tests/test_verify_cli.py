@@ -1,4 +1,4 @@
-"""The ``alice-ref`` command line and ``alice-ref verify`` (alice_ref/cli.py, alice_ref/verify.py).
+"""The ``alice-ref`` command line and ``alice-ref verify`` (alice_ref/tools/cli.py, alice_ref/tools/verify.py).
 
 verify --quick must pass on the unmodified core, report every result R1-R8 in the documented
 JSON schema, use only the base install, and fail (exit 1) when a core function is broken.
@@ -13,8 +13,8 @@ import sys
 import pytest
 
 import alice_ref
-from alice_ref import verify
-from alice_ref.cli import SUBCOMMANDS, build_parser, main
+from alice_ref.tools import verify
+from alice_ref.tools.cli import SUBCOMMANDS, build_parser, main
 
 RESULTS = [f"R{k}" for k in range(1, 9)]
 KEYS = {"result", "claim", "predicted", "measured", "tolerance", "verdict"}
@@ -78,7 +78,7 @@ def test_subprocess_base_install_only(tmp_path):
     path = tmp_path / "rows.json"
     code = (
         "import sys\n"
-        "from alice_ref.cli import main\n"
+        "from alice_ref.tools.cli import main\n"
         f"rc = main(['verify', '--quick', '--seed', '3', '--json', {str(path)!r}])\n"
         "heavy = [m for m in ('torch', 'jax', 'matplotlib', 'tqdm') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
@@ -138,11 +138,11 @@ def _scaled(fn, factor):
 
 
 @pytest.mark.parametrize("module, name, factor, only, marker", [
-    (alice_ref.kernels, "glass_density", 1.25, "R3", "glass_density 2(("),
-    (alice_ref.steps, "effective_curvature", 1.01, "R5", "first-order condition"),
-    (alice_ref.cost, "sample_cost", 1.1, "R8", "quick_steps q = 3"),
-    (alice_ref.nesterov, "nesterov_lag", 1.001, "R7", "nesterov_lag"),
-    (alice_ref.bounds, "loss_deviation_bound", 0.9, "R4", "Brownian limit"),
+    (alice_ref.maths.estimators, "glass_density", 1.25, "R3", "glass_density 2(("),
+    (alice_ref.maths.step, "effective_curvature", 1.01, "R5", "first-order condition"),
+    (alice_ref.maths.schedule, "sample_cost", 1.1, "R8", "quick_steps q = 3"),
+    (alice_ref.maths.nesterov, "nesterov_lag", 1.001, "R7", "nesterov_lag"),
+    (alice_ref.maths.bounds, "loss_deviation_bound", 0.9, "R4", "Brownian limit"),
 ])
 def test_broken_core_fails(monkeypatch, tmp_path, capsys, module, name, factor, only, marker):
     """A core function returning a wrong value makes its row fail and the exit status 1."""
@@ -161,7 +161,7 @@ def test_exception_in_core_gives_failing_row(monkeypatch, tmp_path, capsys):
     def boom(*args, **kwargs):
         raise RuntimeError("deliberately broken")
 
-    monkeypatch.setattr(alice_ref.nesterov, "exact_phi", boom)
+    monkeypatch.setattr(alice_ref.maths.nesterov, "exact_phi", boom)
     rc, rows = _run_only(tmp_path, "R7", capsys)
     assert rc == 1
     _check_schema(rows)

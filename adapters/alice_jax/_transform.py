@@ -140,7 +140,7 @@ def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = N
     at nu + sigma z and nu - sigma z (z Rademacher signs from the state's key) and absorbs
     |g+ - g-| / (2 sigma) into H and 2 (gbar - g0)^2 / sigma into R (R3); every batch absorbs
     g0 into G and V; after warm-up it takes the bounded optimal step delta (R5, R6) and sets
-    mu' = mu + phi delta, nu' = mu + omega delta (R7; :func:`alice_ref.alice.alice_update`). The
+    mu' = mu + phi delta, nu' = mu + omega delta (R7; :func:`alice_ref.core.batch.alice_update`). The
     schedule is traced (``jax.lax.cond``), so one jitted step serves every batch.
 
     The caller's ``params`` are the evaluation point nu and ``grads`` = g0 = grad L(nu) on the
@@ -394,7 +394,7 @@ def attributes(state) -> list[dict]:
     """The official optimiser's "attributes" per leaf: mean glass density and mean curvature.
 
     glass_density = mean(R) and curvature = mean(H) for each leaf, in ``jax.tree.leaves``
-    order, computed by :func:`alice_ref.alice.attributes`. Host side (not jit-able).
+    order, computed by :func:`alice_ref.core.batch.attributes`. Host side (not jit-able).
 
     Args:
         state: an AliceJaxState, or an optax chain state that contains one.

@@ -10,7 +10,7 @@ does what is PyTorch's business: parameter groups, closures and autograd, the ra
 handling, and ``state_dict``/``load_state_dict``.
 
 On CPU (float32/float64, contiguous parameters) the same per-element arithmetic runs by default
-through :mod:`alice_ref.fast`, in place on the tensors' NumPy views, one cache-sized block at a
+through :mod:`alice_ref.engines.cpu`, in place on the tensors' NumPy views, one cache-sized block at a
 time (compiled by numba when the ``fast`` extra is installed, else ufuncs: the attribute
 ``fused_engine`` picks, None = the best installed), with torch's own sqrt: bit-identical to the
 generic path above (tests/test_fast_paths.py) and several times faster (docs/performance.md).
@@ -46,8 +46,8 @@ from alice_ref import (
 )
 from alice_ref import NonFiniteGradientError as _CoreNonFiniteGradientError
 from alice_ref import attributes as _core_attributes
-from alice_ref import fast as _fast
 from alice_ref import init as _core_init
+from alice_ref.engines import cpu as _fast
 
 __all__ = ["Alice", "NonFiniteGradientError"]
 
@@ -221,7 +221,7 @@ class Alice(torch.optim.Optimizer):
             :class:`NonFiniteGradientError`); skipped batches are counted in ``skipped``.
         fused: which implementation of the per-element arithmetic runs (same results, bit for
             bit: tests/test_fast_paths.py). None (default): the fused in-place path
-            (:mod:`alice_ref.fast` on the NumPy views of the tensors, cache-blocked, no
+            (:mod:`alice_ref.engines.cpu` on the NumPy views of the tensors, cache-blocked, no
             temporaries) whenever every trainable parameter is a C-contiguous float32/float64
             CPU tensor, else the generic path. False: always the generic path (the
             functional core on torch tensors). True: the fused path, and a ValueError at
@@ -279,8 +279,8 @@ class Alice(torch.optim.Optimizer):
         if not (fused is None or isinstance(fused, bool)):
             raise TypeError(f"fused must be None, True or False, got {fused!r}")
         self.fused = fused
-        self.fused_threads = 1  # threads of the fused path (alice_ref.fast ``threads``)
-        self.fused_engine = None  # alice_ref.fast ``engine``: None = numba if installed
+        self.fused_threads = 1  # threads of the fused path (alice_ref.engines.cpu ``threads``)
+        self.fused_engine = None  # alice_ref.engines.cpu ``engine``: None = numba if installed
         self._workspace = _fast.Workspace()
         self._base = base
         self.betas, self.quick_steps, self.nonfinite = base.betas, base.quick_steps, base.nonfinite
@@ -601,7 +601,7 @@ class Alice(torch.optim.Optimizer):
             self.generator.set_state(entry_rng[0])
         self._rng_restore(entry_rng[1])
 
-    # -- the fused path (alice_ref.fast on the tensors' NumPy views) ------------------------
+    # -- the fused path (alice_ref.engines.cpu on the tensors' NumPy views) ------------------------
 
     def _use_fused(self, params) -> bool:
         """Whether this step runs the fused path: ``fused`` is not False and every trainable
@@ -684,7 +684,7 @@ class Alice(torch.optim.Optimizer):
 
     def _step_fused(self, closure, pair, groups, configs, sigmas, all_params, sched):
         """:meth:`step` on the fused path: the same draws, evaluations, checks and undo as the
-        generic path; the state is updated in place by :func:`alice_ref.fast.absorb_and_update`
+        generic path; the state is updated in place by :func:`alice_ref.engines.cpu.absorb_and_update`
         once every evaluation has passed (so a failed batch changes nothing)."""
         t = sched.t
         self._own_state(all_params)
@@ -694,7 +694,7 @@ class Alice(torch.optim.Optimizer):
         entry_rng = (None if self.generator is None else self.generator.get_state(),
                      self._rng_snapshot(all_params))
         ws = self._workspace
-        # alice_ref.fast can share blocks among threads (NumPy releases the GIL inside each
+        # alice_ref.engines.cpu can share blocks among threads (NumPy releases the GIL inside each
         # ufunc), but the Python between the calls serialises them: measured on 2 cores next
         # to torch's own threads it was slower, so the fused path uses one (fused_threads).
         th = self.fused_threads

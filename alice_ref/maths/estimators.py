@@ -12,8 +12,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from ._xp import check_positive, prepare
-from .glass import glass_line_covariance
+from alice_ref._xp import check_positive, prepare
+from alice_ref.maths.glass import glass_line_covariance
 
 __all__ = ["curvature_magnitude", "glass_density", "glass_kernel", "glass_density_from_line"]
 

@@ -48,13 +48,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._xp import array_namespace, from_numpy, is_array_api_obj, to_numpy
-from .bounds import GLASS_COEFF, loss_deviation_bound
-from .driver import draw_rademacher
-from .glass import power_law_exponent
-from .kernels import curvature_magnitude, glass_density
-from .sampling import hessian_diag
-from .steps import ALPHA_COEFF
+from alice_ref._xp import array_namespace, from_numpy, is_array_api_obj, to_numpy
+from alice_ref.driver import draw_rademacher
+from alice_ref.maths.bounds import GLASS_COEFF, loss_deviation_bound
+from alice_ref.maths.estimators import curvature_magnitude, glass_density
+from alice_ref.maths.glass import power_law_exponent
+from alice_ref.maths.probes import hessian_diag
+from alice_ref.maths.step import ALPHA_COEFF
 
 __all__ = [
     "DIRECTIONS",
@@ -123,7 +123,7 @@ class Problem(NamedTuple):
 
 def _check_problem(problem: Problem):
     if not isinstance(problem, Problem):
-        raise TypeError(f"problem must be an alice_ref.diagnostics.Problem, got "
+        raise TypeError(f"problem must be an alice_ref.tools.diagnostics.Problem, got "
                         f"{type(problem).__name__}")
     params = list(problem.params)
     if not params:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 from fractions import Fraction
 
-from ._xp import check_real
+from alice_ref._xp import check_real
 
 __all__ = ["sample_cost", "curvature_beta", "warmup_length", "is_warmup", "is_sample_step",
            "ema_beta", "EVALS_SAMPLE", "EVALS_QUICK"]
@@ -197,7 +197,7 @@ def ema_beta(beta, t):
     """
     if isinstance(t, numbers.Real):
         return min(float(beta), (t - 1) / t)
-    from ._xp import array_namespace
+    from alice_ref._xp import array_namespace
 
     xp = array_namespace(t)
     tf = xp.astype(t, xp.float32) if not xp.isdtype(t.dtype, "real floating") else t

@@ -18,10 +18,10 @@ import math
 import numbers
 from typing import NamedTuple
 
-from ._xp import array_namespace, device, is_array_api_obj
-from .cost import curvature_beta, ema_beta, is_sample_step, warmup_length
-from .kernels import curvature_magnitude, glass_density
-from .steps import LIMIT_METHODS, _bounded_step
+from alice_ref._xp import array_namespace, device, is_array_api_obj
+from alice_ref.maths.estimators import curvature_magnitude, glass_density
+from alice_ref.maths.schedule import curvature_beta, ema_beta, is_sample_step, warmup_length
+from alice_ref.maths.step import LIMIT_METHODS, _bounded_step
 
 __all__ = ["AliceConfig", "AliceState", "Schedule", "HESS_COMPS", "NONFINITE_POLICIES",
            "schedule", "init", "probe_points", "ema", "absorb_gradient", "absorb_curvature",
@@ -159,7 +159,7 @@ class AliceConfig:
                      doc="beta3 = 1 - (q+1)(1 - beta2), the curvature-average weight (R8).")
     warmup = property(lambda self: warmup_length(self.betas[0]),
                       doc="Warm-up threshold 1/(1 - beta1), exact for the decimal beta1 "
-                          "(alice_ref.cost.warmup_length).")
+                          "(alice_ref.maths.schedule.warmup_length).")
 
     def bounds(self, lr: float | None = None) -> tuple[float, float]:
         """Step bounds (tau_lo, tau_hi) for the current learning rate, R6.
@@ -292,7 +292,7 @@ def schedule(t: int, config: AliceConfig) -> Schedule:
 
     beta_kt = min(beta_k, (t-1)/t) for k = 1, 2, 3 with beta3 = 1 - (q+1)(1 - beta2); warm-up
     iff t <= 1/(1 - beta1) (exact for the decimal beta1, see
-    :func:`alice_ref.cost.warmup_length`); sample step iff warm-up or t mod (q+1) = 0; state
+    :func:`alice_ref.maths.schedule.warmup_length`); sample step iff warm-up or t mod (q+1) = 0; state
     update iff t > 1/(1 - beta1).
 
     Args:
@@ -375,7 +375,7 @@ def init(params, config: AliceConfig | None = None) -> AliceState:
     for p in params:
         xp = array_namespace(p)
         mu.append(xp.astype(p, _state_dtype(xp, p), copy=True))
-    # Separate arrays for every field, so in-place fast paths (alice_ref.fast) may update them.
+    # Separate arrays for every field, so in-place fast paths (alice_ref.engines.cpu) may update them.
     fresh = lambda: tuple(array_namespace(m).zeros_like(m) for m in mu)  # noqa: E731
     nu = tuple(array_namespace(m).asarray(m, copy=True) for m in mu)
     return AliceState(0, tuple(mu), nu, fresh(), fresh(), fresh(), fresh(), 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ._xp import check_nonnegative, prepare
+from alice_ref._xp import check_nonnegative, prepare
 
 __all__ = ["GLASS_COEFF", "JENSEN_COEFF", "loss_deviation_bound"]
 

@@ -3,7 +3,7 @@
 Each subcommand lives in its own module, named in :data:`SUBCOMMANDS`, that provides
 ``register(subparsers) -> parser``: it adds its parser to an argparse subparsers object under the
 subcommand's name and stores its handler as ``func`` (``parser.set_defaults(func=run)``, where
-``run(args) -> int`` returns the exit status). :mod:`alice_ref.verify` is the model.
+``run(args) -> int`` returns the exit status). :mod:`alice_ref.tools.verify` is the model.
 
 Modules are imported when the parser is built, so a subcommand that needs heavy or optional
 dependencies (torch, matplotlib, tqdm) must import them inside its handler and fail there with a
@@ -20,15 +20,15 @@ import importlib
 import os
 import sys
 
-from . import __version__
+from alice_ref import __version__
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
 # subcommand name -> module providing register(subparsers). Order = order in --help.
 SUBCOMMANDS: dict[str, str] = {
-    "verify": "alice_ref.verify",
-    "probe": "alice_ref.probe_cmd",
-    "train": "alice_ref.train_cmd",
+    "verify": "alice_ref.tools.verify",
+    "probe": "alice_ref.tools.probe",
+    "train": "alice_ref.tools.train",
 }
 
 
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     Example:
         The ``verify`` subcommand is registered, with its handler:
 
-        >>> from alice_ref import verify
+        >>> from alice_ref.tools import verify
         >>> args = build_parser().parse_args(["verify", "--only", "R6", "--quick"])
         >>> args.command, args.func is verify.run, args.only, args.quick
         ('verify', True, {'R6'}, True)

@@ -34,13 +34,15 @@ import warnings
 
 import numpy as np
 
-from .alice import AliceConfig
-from .cost import is_sample_step
-from .diagnostics import _clean as _json_safe  # one JSON-safe converter for all commands
-from .driver import Alice as AliceDriver
-from .driver import NonFiniteGradientError
-from .landscapes import ReluTeacherStudent
-from .probe_cmd import (
+from alice_ref.core.batch import AliceConfig
+from alice_ref.driver import Alice as AliceDriver
+from alice_ref.driver import NonFiniteGradientError
+from alice_ref.landscapes import ReluTeacherStudent
+from alice_ref.maths.schedule import is_sample_step
+from alice_ref.tools.diagnostics import (
+    _clean as _json_safe,  # one JSON-safe converter for all commands
+)
+from alice_ref.tools.probe import (
     EXIT_MISSING,
     EXIT_OK,
     EXIT_USAGE,
@@ -493,7 +495,7 @@ def register(subparsers):
 
 
 def main(argv=None) -> int:
-    """Stand-alone entry: ``python -m alice_ref.train_cmd [options]``.
+    """Stand-alone entry: ``python -m alice_ref.tools.train [options]``.
 
     Args:
         argv: the options (None: ``sys.argv[1:]``).

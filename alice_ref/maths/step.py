@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ._xp import check_nonnegative, check_real, is_traced, prepare
+from alice_ref._xp import check_nonnegative, check_real, is_traced, prepare
 
 __all__ = ["ALPHA_COEFF", "LIMIT_METHODS", "effective_curvature", "optimal_step", "bounded_step"]
 

@@ -33,18 +33,19 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from alice_ref import driver as _driver
+
 # Core modules are used through their module objects (not `from ... import name`) so that a
 # monkeypatched core function is the one verify exercises (tests rely on it).
-from . import alice as _alice
-from . import bounds as _bounds
-from . import cost as _cost
-from . import driver as _driver
-from . import glass as _glass
-from . import kernels as _kernels
-from . import nesterov as _nesterov
-from . import sampling as _sampling
-from . import steps as _steps
-from .landscapes import Quadratic, ReluTeacherStudent, SeparableGlass
+from alice_ref.core import batch as _alice
+from alice_ref.landscapes import Quadratic, ReluTeacherStudent, SeparableGlass
+from alice_ref.maths import bounds as _bounds
+from alice_ref.maths import estimators as _kernels
+from alice_ref.maths import glass as _glass
+from alice_ref.maths import nesterov as _nesterov
+from alice_ref.maths import probes as _sampling
+from alice_ref.maths import schedule as _cost
+from alice_ref.maths import step as _steps
 
 __all__ = ["Row", "CHECKS", "run_checks", "format_table", "rows_to_json", "add_arguments", "run",
            "register", "main", "HELP", "DESCRIPTION"]
@@ -1075,7 +1076,7 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``verify`` subcommand to an argparse subparsers object (handler in ``func``).
 
-    This is the registration hook that :mod:`alice_ref.cli` calls for each subcommand.
+    This is the registration hook that :mod:`alice_ref.tools.cli` calls for each subcommand.
 
     Args:
         subparsers: the object returned by ``ArgumentParser.add_subparsers()``.
@@ -1100,7 +1101,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Stand-alone entry: ``python -m alice_ref.verify [options]``, as ``alice-ref verify``.
+    """Stand-alone entry: ``python -m alice_ref.tools.verify [options]``, as ``alice-ref verify``.
 
     Args:
         argv: the options (default: ``sys.argv[1:]``).

@@ -1,4 +1,4 @@
-"""``alice-ref probe``: curvature diagnostics of a model (alice_ref.diagnostics) from the shell.
+"""``alice-ref probe``: curvature diagnostics of a model (alice_ref.tools.diagnostics) from the shell.
 
 Tasks: ``default`` -- the embedded ReLU teacher-student landscape in NumPy
 (landscapes.ReluTeacherStudent; groups W, c, v, d; no extra install) -- and ``digits`` -- a
@@ -24,8 +24,8 @@ import time
 
 import numpy as np
 
-from . import diagnostics as D
-from .landscapes import ReluTeacherStudent
+from alice_ref.landscapes import ReluTeacherStudent
+from alice_ref.tools import diagnostics as D
 
 __all__ = [
     "DEFAULT_GROUPS",
@@ -408,7 +408,7 @@ def register(subparsers):
 
 
 def main(argv=None) -> int:
-    """Stand-alone entry: ``python -m alice_ref.probe_cmd [options]``.
+    """Stand-alone entry: ``python -m alice_ref.tools.probe [options]``.
 
     Args:
         argv: the options (None: ``sys.argv[1:]``).
@@ -448,7 +448,7 @@ def _validate(args):
 def run(args) -> int:
     """Handler of ``alice-ref probe``: run the diagnostics, print, write files; the exit code.
 
-    Runs :func:`alice_ref.diagnostics.diagnose` (R1-R4) on the chosen task, prints
+    Runs :func:`alice_ref.tools.diagnostics.diagnose` (R1-R4) on the chosen task, prints
     :func:`format_report`, and with ``--out`` writes probe.json and the plots.
 
     Args:
@@ -537,7 +537,7 @@ def format_report(rep: D.DiagnosticsReport) -> str:
     exponent (R1), and per step direction the loss-prediction table against R4's bound.
 
     Args:
-        rep: a :class:`alice_ref.diagnostics.DiagnosticsReport` (``meta['task']`` names it).
+        rep: a :class:`alice_ref.tools.diagnostics.DiagnosticsReport` (``meta['task']`` names it).
 
     Returns:
         The tables, lines joined by newlines.
@@ -600,7 +600,7 @@ def plot_report(rep: D.DiagnosticsReport, out: str) -> list:
     """Plot a report: power_law.png (per group, log-log with fit) and coverage.png.
 
     Args:
-        rep: a :class:`alice_ref.diagnostics.DiagnosticsReport`.
+        rep: a :class:`alice_ref.tools.diagnostics.DiagnosticsReport`.
         out: the directory to write into (must exist).
 
     Returns:

@@ -1,6 +1,6 @@
-"""Compiled (numba) kernels of :func:`alice_ref.fast.absorb_and_update`.
+"""Compiled (numba) kernels of :func:`alice_ref.engines.cpu.absorb_and_update`.
 
-Private: :mod:`alice_ref.fast` uses them when numba is installed (extra ``fast``). Every element
+Private: :mod:`alice_ref.engines.cpu` uses them when numba is installed (extra ``fast``). Every element
 goes through *the same IEEE operations in the same order* as the core (ALICE.md steps 3-5;
 R3, R5, R6, R7), in the state dtype, so the results equal the core's bit for bit
 (tests/test_fast_paths.py):
@@ -15,7 +15,7 @@ R3, R5, R6, R7), in the state dtype, so the results equal the core's bit for bit
 Speed: the elements go in blocks of :data:`BLOCK` (a few hundred KiB stay in cache) through
 four short loops (curvature, gradient averages, step, move), each over a few arrays, with the
 switches as selects rather than branches, so that LLVM vectorises every loop; the state crosses
-the memory bus once per batch (:func:`alice_ref.fast.state_words`). No function that takes an
+the memory bus once per batch (:func:`alice_ref.engines.cpu.state_words`). No function that takes an
 array is called per element (numba would count references per call).
 
 With a caller's square root (``sqrt=``: the PyTorch adapter's torch.sqrt), the step is split
@@ -30,7 +30,7 @@ import math
 import numba
 import numpy as np
 
-from .steps import ALPHA_COEFF
+from alice_ref.maths.step import ALPHA_COEFF
 
 #: Elements per block of the compiled pass: 32 KiB of float32 per array, so the ~10 arrays a
 #: block touches stay in a 1 MiB L2 (measured: 4096 and 16384 within noise, 1024 slower).
@@ -201,7 +201,7 @@ def finish_move(fa, ka, mu, nu, G, H, param, sH, t_alpha, t_s, sV):
 
 def flags_and_constants(config, sched, sample: bool, lr, dtype):
     """The int64 flags and the constants of one call, each constant rounded once to the state
-    dtype (as :mod:`alice_ref.fast` and NEP 50 do)."""
+    dtype (as :mod:`alice_ref.engines.cpu` and NEP 50 do)."""
     c = config
     sigma = c.lr if lr is None else lr
     lo, hi = c.bounds(lr)

@@ -1,6 +1,6 @@
 """NumPy fast path: Alice's per-element batch update in place, cache-blocked, no allocations.
 
-The functional core (:mod:`alice_ref.alice`) is the definition: it builds a new array for every
+The functional core (:mod:`alice_ref.core.batch`) is the definition: it builds a new array for every
 intermediate, so one batch of a parameter of n elements streams ~100 n words through memory and
 allocates ~40 arrays of n elements. This module performs *the same floating-point operations, in
 the same order, on the same operands* (so the results are bit-identical, see below) but
@@ -15,7 +15,7 @@ the same order, on the same operands* (so the results are bit-identical, see bel
 Two engines do this (``engine=``, :data:`ENGINES`):
 
 - ``"numba"`` (the default when numba is installed, extra ``fast``): one compiled pass per block
-  (:mod:`alice_ref._numba`), vectorised loops with the same IEEE operations; it runs near the
+  (:mod:`alice_ref.engines._cpu_kernels`), vectorised loops with the same IEEE operations; it runs near the
   memory-traffic floor (~70% of the best streaming rate of one core, above the STREAM-triad
   rate measured with NumPy; docs/performance.md) and releases the GIL, so threads scale;
 - ``"numpy"``: ~32 ufunc passes over each cached block (plus two square roots), each ~0.07-0.1
@@ -24,7 +24,7 @@ Two engines do this (``engine=``, :data:`ENGINES`):
 
 It is NumPy-only (``out=`` and views are not part of the array API). Other backends use the core
 as it is, or their own compiler (``jax.jit``), or the fused CuPy kernels of
-:mod:`alice_ref.cupy_kernels`. The PyTorch adapter uses this module on the NumPy views of CPU
+:mod:`alice_ref.engines.cuda`. The PyTorch adapter uses this module on the NumPy views of CPU
 tensors (zero copy).
 
 Equality with the core (tests/test_fast_paths.py): bit-identical results for float32 and
@@ -54,8 +54,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .alice import AliceConfig, AliceState, Schedule
-from .steps import ALPHA_COEFF
+from alice_ref.core.batch import AliceConfig, AliceState, Schedule
+from alice_ref.maths.step import ALPHA_COEFF
 
 __all__ = ["DEFAULT_CHUNK", "ENGINES", "Workspace", "absorb_and_update", "probe_point",
            "negative_mask", "update_state", "state_words"]
@@ -136,7 +136,7 @@ class Workspace:
 _DEFAULT_WS = Workspace()
 
 try:  # the compiled pass (extra ``fast``); without numba the ufunc path runs
-    from . import _numba
+    from alice_ref.engines import _cpu_kernels as _numba
 except ImportError:  # pragma: no cover - depends on the environment
     _numba = None
 
@@ -405,7 +405,7 @@ def absorb_and_update(config: AliceConfig, sched: Schedule, mu, nu, G, V, H, R, 
 
 
 def _numba_pass(config, sched, lr, st, g0, gp, gm, pa, ws, sqrt, threads):
-    """absorb_and_update with the compiled kernels of :mod:`alice_ref._numba`: one pass per
+    """absorb_and_update with the compiled kernels of :mod:`alice_ref.engines._cpu_kernels`: one pass per
     block with IEEE square roots, or, with a caller's ``sqrt``, split at the square roots."""
     nb = _numba
     mu, nu, G, V, H, R = (st[k] for k in ("mu", "nu", "G", "V", "H", "R"))

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .alice import AliceConfig, AliceState, Schedule
-from .steps import ALPHA_COEFF
+from alice_ref.core.batch import AliceConfig, AliceState, Schedule
+from alice_ref.maths.step import ALPHA_COEFF
 
 __all__ = ["kernel_source", "absorb_and_update", "probe_points", "update_state", "available"]
 
@@ -190,7 +190,7 @@ def absorb_and_update(config: AliceConfig, sched: Schedule, mu, nu, G, V, H, R, 
     """One batch of one parameter in one kernel launch, in place on CuPy arrays: the core's
     ``absorb_sample`` (if ``g_plus``/``g_minus`` are given) or ``absorb_quick``, then
     ``apply_update`` (if ``sched.update``); ``param`` (optional) receives mu. The arguments
-    mean what they mean in :func:`alice_ref.fast.absorb_and_update` (the same arithmetic,
+    mean what they mean in :func:`alice_ref.engines.cpu.absorb_and_update` (the same arithmetic,
     R3, R5, R6, R7). mu and nu must not share memory.
 
     Args:

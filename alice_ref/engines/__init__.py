@@ -1,0 +1,1 @@
+"""Layer 3: compiled transliterations of the per-element batch update."""

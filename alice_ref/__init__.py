@@ -6,7 +6,7 @@ docs/derivations.md; the idea and the optimiser are those of Duersch, Catanach, 
 """
 
 from alice_ref import landscapes
-from alice_ref.core.batch import (
+from alice_ref.core import (
                     AliceConfig,
                     AliceState,
                     Schedule,

@@ -12,41 +12,12 @@ import numbers
 import numpy as np
 from array_api_compat import array_namespace, device, is_array_api_obj
 
-__all__ = ["array_namespace", "device", "prepare", "is_traced", "check_real", "check_positive",
-           "check_nonnegative", "to_numpy", "from_numpy"]
+__all__ = ["array_namespace", "device", "prepare", "is_traced", "to_numpy", "from_numpy"]
 
 
 def is_traced(x) -> bool:
     """True for a JAX tracer (values unknown at trace time: value checks are skipped)."""
     return type(x).__module__.startswith("jax") and "Tracer" in type(x).__name__
-
-
-def check_real(name: str, value) -> float:
-    """A Python (or NumPy) real scalar as a float, else TypeError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    return float(value)
-
-
-def check_positive(name: str, value) -> float:
-    """A Python real scalar > 0, else ValueError/TypeError naming ``name``."""
-    check_real(name, value)
-    if not float(value) > 0.0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return float(value)
-
-
-def check_nonnegative(name: str, x) -> None:
-    """Raise ValueError naming ``name`` if the scalar or array ``x`` has a negative entry."""
-    if is_array_api_obj(x):
-        if is_traced(x):
-            return
-        xp = array_namespace(x)
-        if bool(xp.any(x < 0)):
-            raise ValueError(f"{name} must be >= 0 elementwise, got a negative entry "
-                             f"(min {float(xp.min(x))!r})")
-    elif float(x) < 0:
-        raise ValueError(f"{name} must be >= 0, got {x!r}")
 
 
 def prepare(**named):

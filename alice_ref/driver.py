@@ -2,24 +2,25 @@
 
 ``value_and_grad(params) -> (loss, grads)`` evaluates the current minibatch at the given
 parameters (a list of arrays, the model's dtypes). :func:`run_batch` performs the 3 (sample step)
-or 1 (quick step) evaluations in ALICE.md's order, checks them for non-finite values before any
-state changes, absorbs them and updates the state. Probes come from a seeded NumPy Generator.
+or 1 (quick step) evaluations in the order of docs/spec/algorithm.md#one-batch, step 3, checks
+them for non-finite values before any state changes, absorbs them and updates the state. Probes
+come from a seeded NumPy Generator.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import numbers
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from alice_ref._xp import array_namespace, device, to_numpy
-from alice_ref.core.batch import (
+from alice_ref.checks import check_count, check_lr
+from alice_ref.core import (
+    FIELDS,
     AliceConfig,
     AliceState,
-    _as_state,
     absorb_quick,
     absorb_sample,
     apply_update,
@@ -31,10 +32,14 @@ from alice_ref.core.batch import (
     state_from_dict,
     state_to_dict,
 )
+from alice_ref.core.batch import _as_state
+from alice_ref.engines import module as _engine_module
+from alice_ref.engines import select, update_state
 
 __all__ = ["NonFiniteGradientError", "draw_rademacher", "run_batch", "Alice", "minimize"]
 
-#: Names of the evaluations of a batch, in ALICE.md's order (NonFiniteGradientError.evaluation).
+#: Names of the evaluations of a batch (NonFiniteGradientError.evaluation), in the order of
+#: docs/spec/algorithm.md#one-batch, step 3.
 EVALUATIONS = ("g+", "g-", "g0")
 
 
@@ -42,13 +47,14 @@ class NonFiniteGradientError(FloatingPointError):
     """A gradient evaluation contained NaN or Inf; the optimiser state was left unchanged.
 
     Raised by :func:`run_batch` (and by the adapters) under nonfinite='raise', before any state
-    changes; under nonfinite='skip' the batch is skipped and counted instead (ALICE.md, "Where
-    alice_ref goes beyond the official code"). A FloatingPointError.
+    changes; under nonfinite='skip' the batch is skipped and counted instead
+    (docs/spec/algorithm.md#beyond-the-official-code). A FloatingPointError.
 
     Args:
         index: the parameter (position in the parameter list) with a non-finite entry; each
             argument is kept as an attribute of the same name.
-        evaluation: the evaluation that failed: 'g+', 'g-' or 'g0' (ALICE.md's order).
+        evaluation: the evaluation that failed: 'g+', 'g-' or 'g0' (in the order of
+            docs/spec/algorithm.md#one-batch, step 3).
         t: the number of the batch that failed (state.t + 1).
 
     Example:
@@ -98,23 +104,13 @@ def draw_rademacher(rng: np.random.Generator, like: Sequence) -> list:
     out = []
     for p in like:
         xp = array_namespace(p)
-        u = rng.random(size=tuple(p.shape))
-        out.append(xp.asarray(np.where(u < 0.5, -1.0, 1.0), dtype=p.dtype, device=device(p)))
+        negative = rng.random(size=tuple(p.shape)) < 0.5
+        z = negative.astype(np.dtype(str(p.dtype).rsplit(".", 1)[-1]) if str(p.dtype).endswith(
+            ("float32", "float64")) else np.float64)
+        z *= -2.0
+        z += 1.0  # 1 - 2 [u < 0.5]: exactly -1 or +1
+        out.append(xp.asarray(z, dtype=p.dtype, device=device(p)))
     return out
-
-
-def _check_lr(lr) -> float:
-    """The current learning rate as a float: TypeError unless a real scalar (a 0-d array from a
-    scheduler is fine), ValueError unless finite and > 0."""
-    if isinstance(lr, (bool, str, bytes)):
-        raise TypeError(f"lr must be a real number, got {lr!r}")
-    try:
-        value = float(lr)
-    except (TypeError, ValueError):
-        raise TypeError(f"lr must be a real number, got {lr!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"lr must be finite and > 0, got {lr!r}")
-    return value
 
 
 def _rng_position(rng):
@@ -137,8 +133,11 @@ def _first_nonfinite(grads) -> int | None:
 
 
 def run_batch(state: AliceState, config: AliceConfig, value_and_grad: Callable, rng,
-              *, like: Sequence | None = None, lr: float | None = None, probes=None):
-    """Run one Alice batch (ALICE.md steps 1-5): evaluate, check, absorb, update.
+              *, like: Sequence | None = None, lr: float | None = None, probes=None,
+              engine: str | None = None, inplace: bool = False, threads: int = 1):
+    """Run one Alice batch: evaluate, check, absorb, update.
+
+    docs/spec/algorithm.md#one-batch, steps 1-5.
 
     With sched = schedule(state.t + 1, config): on a sample step draw z (:func:`draw_rademacher`)
     and evaluate g+ = g(nu + sigma z), g- = g(nu - sigma z), g0 = g(nu) in that order (R3's
@@ -160,6 +159,14 @@ def run_batch(state: AliceState, config: AliceConfig, value_and_grad: Callable, 
         lr: the current learning rate = sigma, finite and > 0 (default: config.lr).
         probes: optional list of z arrays replacing the draw from ``rng`` (tests inject signs),
             one per parameter and of its shape (checked before anything is evaluated).
+        engine: who absorbs and updates: None picks with :func:`alice_ref.engines.select`
+            (the compiled CPU engine for NumPy float32/float64 state when numba is installed,
+            the CuPy kernels for CuPy arrays, else the core); 'core' forces the reference.
+            Every engine gives the core's results bit for bit.
+        inplace: let an engine update ``state``'s own arrays (the caller gives ``state`` up,
+            as :class:`Alice` does); otherwise an engine works on copies and ``state`` is
+            left as it was. The core never updates in place.
+        threads: threads sharing the CPU engine's blocks (an integer >= 1; same results).
 
     Returns:
         The pair (new_state, loss), where loss is what ``value_and_grad`` returned at nu (None
@@ -196,8 +203,10 @@ def run_batch(state: AliceState, config: AliceConfig, value_and_grad: Callable, 
         (1, 1, None, True)
     """
     sched = schedule(state.t + 1, config)
+    name = select(state, engine)
+    threads = check_count("threads", threads, lo=1)
     if lr is not None:
-        lr = _check_lr(lr)
+        lr = check_lr(lr)
     sigma = config.lr if lr is None else lr
     like = list(state.mu) if like is None else list(like)
     if sched.sample and probes is not None:
@@ -215,14 +224,15 @@ def run_batch(state: AliceState, config: AliceConfig, value_and_grad: Callable, 
     try:
         if sched.sample:
             z = draw_rademacher(rng, state.mu) if probes is None else probes
-            plus, minus, nu = probe_points(state, z, sigma, like)
+            plus, minus, nu = _points(state, z, sigma, like, name)
             _, gp = evaluate(plus, EVALUATIONS[0])
             _, gm = evaluate(minus, EVALUATIONS[1])
             loss, g0 = evaluate(nu, EVALUATIONS[2])
-            new = absorb_sample(state, sched, gp, gm, g0, config, sigma)
         else:
-            loss, g0 = evaluate(probe_points(state, None, sigma, like)[2], EVALUATIONS[2])
-            new = absorb_quick(state, sched, g0, config)
+            gp = gm = None
+            loss, g0 = evaluate(_points(state, None, sigma, like, name)[2], EVALUATIONS[2])
+        g0, gp, gm = (None if g is None else _as_state(g, state.mu, name) for g, name in
+                      ((g0, "g_zero"), (gp, "g_plus"), (gm, "g_minus")))
     except NonFiniteGradientError:
         _restore_rng(rng, saved_rng)
         if config.nonfinite == "raise":
@@ -231,7 +241,49 @@ def run_batch(state: AliceState, config: AliceConfig, value_and_grad: Callable, 
     except BaseException:
         _restore_rng(rng, saved_rng)  # any failed evaluation leaves the RNG where it was, too
         raise
-    return apply_update(new, sched, config, lr), loss
+    options = {"threads": threads} if name == "cpu" else {}
+    return _absorb_and_update(state, sched, config, g0, gp, gm, lr, name, inplace,
+                              options), loss
+
+
+def _points(state, z, sigma, like, engine):
+    """probe_points (step 3): the core's, or on an engine's path its one-pass form (bit-equal)
+    and nu handed out as a read-only view instead of a copy (NumPy)."""
+    same = all(p.dtype == m.dtype for p, m in zip(like, state.mu))
+    if engine == "core" or not same:
+        return probe_points(state, z, sigma, like)
+    run = _engine_module(engine).probe_points
+    pm = [run(n, zi, sigma) for n, zi in zip(state.nu, z)] if z is not None else None
+    nu = [_read_only(n) for n in state.nu]
+    return (None, None, nu) if pm is None else ([a for a, _ in pm], [b for _, b in pm], nu)
+
+
+def _read_only(x):
+    if isinstance(x, np.ndarray):
+        v = x.view()
+        v.flags.writeable = False
+        return v
+    return x.copy()
+
+
+def _contiguous(x):
+    if isinstance(x, np.ndarray):
+        return np.ascontiguousarray(x)
+    import cupy  # the only other namespace an engine takes
+    return cupy.ascontiguousarray(x)
+
+
+def _absorb_and_update(state, sched, config, g0, gp, gm, lr, name, inplace, options):
+    """Steps 3-5 on checked gradients in the state dtype: the core, or an engine (bit-equal)."""
+    if name == "core":
+        sigma = config.lr if lr is None else lr
+        new = (absorb_quick(state, sched, g0, config) if gp is None else
+               absorb_sample(state, sched, gp, gm, g0, config, sigma))
+        return apply_update(new, sched, config, lr)
+    if not inplace:
+        state = state._replace(**{f: tuple(a.copy() for a in getattr(state, f)) for f in FIELDS})
+    g0, gp, gm = (None if g is None else [_contiguous(x) for x in g] for g in (g0, gp, gm))
+    return update_state(state, sched, config, g0, gp, gm, lr=lr, engine=name, **options)
 
 
 class Alice:
@@ -240,7 +292,10 @@ class Alice:
     Holds an AliceConfig (``config``), an AliceState (``state``), a NumPy Generator for the
     probes (``rng``) and the current learning rate ``lr`` = sigma, which a schedule may change
     between steps (with scale_bounds_with_lr the step bounds follow it, R6). Each :meth:`step`
-    is one :func:`run_batch`.
+    is one :func:`run_batch`. The optimiser owns its state arrays: an engine (``engine``,
+    chosen by :func:`alice_ref.engines.select`: compiled for NumPy float32/float64 state)
+    updates them in place, so :attr:`state` and :attr:`mu` hand out copies on that path (a
+    state once read never changes), and a state assigned to :attr:`state` is copied in.
 
     Args:
         params: the initial parameters, a sequence of floating arrays (any array-API
@@ -248,6 +303,9 @@ class Alice:
         config: an AliceConfig, or None to build one from ``**hyper``.
         seed: seed of the default probe generator, ``np.random.default_rng(seed)``.
         rng: a NumPy Generator to use instead of ``seed``.
+        engine: None (choose per state), 'core' (the reference), 'cpu' or 'cuda'; checked on
+            each step (see :func:`run_batch`).
+        threads: threads sharing the CPU engine's blocks (results do not depend on it).
         **hyper: AliceConfig fields (lr, betas, ...) when ``config`` is None.
 
     Raises:
@@ -268,14 +326,31 @@ class Alice:
         True
     """
 
-    def __init__(self, params, config: AliceConfig | None = None, *, seed=0, rng=None, **hyper):
+    def __init__(self, params, config: AliceConfig | None = None, *, seed=0, rng=None,
+                 engine: str | None = None, threads: int = 1, **hyper):
         if config is not None and hyper:
             raise TypeError("give either config or hyperparameters, not both")
         self.config = config if config is not None else AliceConfig(**hyper)
         self._like = list(params)
-        self.state = init(self._like, self.config)
+        self._state = init(self._like, self.config)
         self.rng = rng if rng is not None else np.random.default_rng(seed)
         self.lr = self.config.lr
+        self.engine = select(self._state, engine) if engine is not None else None
+        self.threads = check_count("threads", threads, lo=1)
+
+    @property
+    def state(self) -> AliceState:
+        """The current AliceState (a copy on an in-place engine's path, so it stays as read)."""
+        return self._owned(self._state)
+
+    @state.setter
+    def state(self, value: AliceState) -> None:
+        self._state = self._owned(value)
+
+    def _owned(self, state: AliceState) -> AliceState:
+        if select(state, self.engine) == "core":  # the core never writes into its arrays
+            return state
+        return state._replace(**{f: tuple(a.copy() for a in getattr(state, f)) for f in FIELDS})
 
     @property
     def params(self) -> list:
@@ -289,11 +364,11 @@ class Alice:
             >>> opt.params[0].dtype, opt.mu[0].dtype
             (dtype('float16'), dtype('float32'))
         """
-        return params_of(self.state, self._like)
+        return params_of(self._state, self._like)
 
     @property
     def mu(self) -> list:
-        """The centre mu in the state dtype (a new list of the state's arrays).
+        """The centre mu in the state dtype (a new list; copies on an in-place engine's path).
 
         Example:
             Before any update the centre is the initial parameters:
@@ -302,10 +377,13 @@ class Alice:
             >>> Alice([np.array([1.0, 2.0])]).mu[0].tolist()
             [1.0, 2.0]
         """
-        return list(self.state.mu)
+        mu = self._state.mu
+        return list(mu) if select(self._state, self.engine) == "core" else [a.copy() for a in mu]
 
     def step(self, value_and_grad: Callable, probes=None):
-        """Run one batch (ALICE.md steps 1-5; see :func:`run_batch`) at the current ``lr``.
+        """Run one batch (see :func:`run_batch`) at the current ``lr``.
+
+        docs/spec/algorithm.md#one-batch, steps 1-5.
 
         Args:
             value_and_grad: ``value_and_grad(params) -> (loss, grads)`` on the current
@@ -339,12 +417,13 @@ class Alice:
             >>> counts
             [3, 3, 1, 3]
         """
-        self.state, loss = run_batch(self.state, self.config, value_and_grad, self.rng,
-                                     like=self._like, lr=self.lr, probes=probes)
+        self._state, loss = run_batch(self._state, self.config, value_and_grad, self.rng,
+                                     like=self._like, lr=self.lr, probes=probes,
+                                     engine=self.engine, inplace=True, threads=self.threads)
         return loss
 
     def attributes(self) -> list[dict]:
-        """Per parameter: mean glass density and mean curvature (alice_ref.core.batch.attributes).
+        """Per parameter: mean glass density and mean curvature (alice_ref.core.attributes).
 
         Returns:
             A list with one dict {'glass_density': float, 'curvature': float} per parameter.
@@ -358,12 +437,12 @@ class Alice:
             >>> opt.attributes()
             [{'glass_density': 0.0, 'curvature': 2.0}]
         """
-        return attributes(self.state)
+        return attributes(self._state)
 
     def state_dict(self) -> dict:
         """Everything needed for a bit-identical resume: state arrays, counters, lr, RNG state.
 
-        The keys are those of :func:`alice_ref.core.batch.state_to_dict` (arrays copied to NumPy)
+        The keys are those of :func:`alice_ref.core.state_to_dict` (arrays copied to NumPy)
         plus 'lr' and 'rng' (the Generator's ``bit_generator.state``).
 
         Returns:
@@ -390,7 +469,7 @@ class Alice:
             (6, True)
         """
         d = {k: (np.array(to_numpy(v), copy=True) if hasattr(v, "shape") else v)
-             for k, v in state_to_dict(self.state).items()}
+             for k, v in state_to_dict(self._state).items()}
         d["lr"] = self.lr
         d["rng"] = copy.deepcopy(self.rng.bit_generator.state)
         return d
@@ -420,14 +499,14 @@ class Alice:
             >>> b.state.t, b.mu[0].tolist(), b.rng.random() == a.rng.random()
             (1, [1.0, 2.0], True)
         """
-        new = state_from_dict(d, like=self.state.mu)
+        new = state_from_dict(d, like=self._state.mu)
         new = new._replace(**{f: tuple(array_namespace(p).astype(x, p.dtype)
-                                       for x, p in zip(getattr(new, f), self.state.mu))
-                              for f in ("mu", "nu", "G", "V", "H", "R")})
-        lr = _check_lr(d.get("lr", self.config.lr))
+                                       for x, p in zip(getattr(new, f), self._state.mu))
+                              for f in FIELDS})
+        lr = check_lr(d.get("lr", self.config.lr))
         self.rng.bit_generator.state = copy.deepcopy(d["rng"])
         self.lr = lr
-        self.state = new
+        self._state = new
 
 
 def minimize(value_and_grad: Callable, params, n_batches: int, *, config: AliceConfig | None = None,

@@ -1,4 +1,4 @@
-"""Synthetic loss landscapes with known truth (MATH.md, "How each result is verified").
+"""Synthetic loss landscapes with known truth (docs/spec/math.md#how-each-result-is-verified).
 
 All are seeded and NumPy-backed. ``loss`` and ``grad`` accept parameters of any array-API
 namespace (leading batch dimensions allowed) and answer in the caller's namespace, device and
@@ -9,11 +9,11 @@ live in ``xp``.
 from __future__ import annotations
 
 import copy
-import numbers
 
 import numpy as np
 
 from alice_ref._xp import array_namespace, device, is_array_api_obj, to_numpy
+from alice_ref.checks import check_count
 
 __all__ = ["SeparableGlass", "Quadratic", "ReluTeacherStudent"]
 
@@ -33,9 +33,7 @@ def _vec(name, value, n, nonnegative=False):
 
 def _dim(n) -> int:
     """The dimension n as an int >= 1; ValueError naming n otherwise."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
-    return int(n)
+    return check_count("n", n, lo=1)
 
 
 class _Landscape:
@@ -368,8 +366,7 @@ class ReluTeacherStudent(_Landscape):
     def __init__(self, n_in=6, n_hidden=12, *, teacher_hidden=8, n_samples=256, seed=0):
         for name, v in (("n_in", n_in), ("n_hidden", n_hidden), ("teacher_hidden", teacher_hidden),
                         ("n_samples", n_samples)):
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+            check_count(name, v, lo=1)
         self.n_in, self.n_hidden = int(n_in), int(n_hidden)
         rng = np.random.default_rng(seed)
         self.X = rng.normal(size=(int(n_samples), self.n_in))

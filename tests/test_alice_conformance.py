@@ -115,8 +115,9 @@ def test_replay_official_batches(data, c, xp):
 
 
 def test_recorded_sample_batches_follow_the_schedule(data):
-    """The batches that carry u are exactly those ALICE.md steps 1-2 make sample steps
-    (warm-up t <= 1/(1 - beta1), else t mod (q+1) = 0), with beta1 exact in binary here."""
+    """The batches that carry u are exactly those that docs/spec/algorithm.md#one-batch, steps 1-2
+    make sample steps (warm-up t <= 1/(1 - beta1), else t mod (q+1) = 0), with beta1 exact in
+    binary here."""
     d, meta = data
     for c, entry in enumerate(meta["configs"]):
         cfg = config_of(meta, c)

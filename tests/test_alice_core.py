@@ -1,9 +1,10 @@
 """The functional Alice core (alice_ref.core.batch): configuration, schedule, R7 in the loop, the
 estimators in the loop on a landscape with known truth, precision, checkpoint dicts, attributes.
 
-Truth always comes from ALICE.md / MATH.md algebra or from a landscape's known rho and h, never
-from numbers the code produced. Step-by-step agreement with ALICE.md is tested against a scalar
-oracle in test_alice_oracle.py and against the official recordings in test_alice_conformance.py.
+Truth always comes from the algebra of docs/spec/algorithm.md#one-batch and docs/spec/math.md
+or from a landscape's known rho and h, never from numbers the code produced. Step-by-step
+agreement with docs/spec/algorithm.md#one-batch is tested against a scalar oracle in
+test_alice_oracle.py and against the official recordings in test_alice_conformance.py.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from helpers import to_np
 import alice_ref as ar
 from alice_ref.landscapes import Quadratic, SeparableGlass
 
-# -- configuration: every check of ALICE.md's table ----------------------------------------------
+# -- configuration: every check of docs/spec/algorithm.md#hyperparameters ----------------------
 
 BAD = [  # (overrides, exception, argument named in the message, value shown in the message)
     (dict(lr=0.0), ValueError, "lr", "0.0"),
@@ -71,7 +72,7 @@ def test_config_rejects_bad_hyperparameters(overrides, exc, name, shown):
 
 
 def test_config_accepts_the_edges_and_resolves_defaults():
-    c = ar.AliceConfig()  # ALICE.md defaults
+    c = ar.AliceConfig()  # docs/spec/algorithm.md#hyperparameters defaults
     assert (c.lr, c.betas, c.eps, c.w1, c.w2, c.omega) == (1e-3, (0.9, 0.999), 1e-8, 0.0, 0.0, 1.0)
     assert (c.limit_method, c.lr_min, c.scale_bounds_with_lr) == ("adam", 0.0, True)
     assert (c.hess_comp, c.grad_glass, c.quick_steps) == ("abs", True, 3)
@@ -98,7 +99,7 @@ def test_config_is_immutable():
         c.replace(lr=-1.0)  # replace re-validates
 
 
-# -- schedule (ALICE.md steps 1-2, R8), counted through run_batch -------------------------------
+# -- schedule (docs/spec/algorithm.md#one-batch, steps 1-2, R8), counted through run_batch --------
 
 def exact_warmup(beta1: float) -> int:
     """Number of warm-up batches, t <= 1/(1 - beta1) in exact decimal arithmetic."""
@@ -321,7 +322,8 @@ def test_glass_density_and_curvature_averages_hit_the_truth(hess_comp):
     E h_hat^2 = h^2 + rho/(2 sigma) (R3). The bias-corrected averages have weights summing to 1,
     so E R = rho and E H = E h_hat. Coordinates carry independent glass and identical
     trajectories, so R_i (and H_i) are i.i.d. and SE = sd/sqrt(n) is honest whatever the
-    correlation between overlapping probes of one coordinate; tolerance 5 SE (MATH.md)."""
+    correlation between overlapping probes of one coordinate; tolerance 5 SE
+    (docs/spec/math.md#how-each-result-is-verified)."""
     n_group, lam, h, sigma = 2000, 200.0, 4.0, 0.05
     s_dense, s_light = 0.1, 0.01
     s = np.where(np.arange(2 * n_group) < n_group, s_dense, s_light)

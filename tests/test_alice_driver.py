@@ -56,8 +56,9 @@ def poisoned(vg, call, param, value=float("nan")):
     return f
 
 
-# ALICE.md: cfg below has beta1 = 0.75 (warm-up 4 batches) and q = 1, so t = 6 is a sample step
-# after warm-up (g+, g-, g0 = calls 0, 1, 2) and t = 7 a quick step (g0 = call 0).
+# docs/spec/algorithm.md#one-batch, step 2: cfg below has beta1 = 0.75 (warm-up 4 batches) and
+# q = 1, so t = 6 is a sample step after warm-up (g+, g-, g0 = calls 0, 1, 2) and t = 7 a quick
+# step (g0 = call 0).
 CFG = dict(lr=0.05, betas=(0.75, 0.99), quick_steps=1)
 
 
@@ -234,7 +235,8 @@ def test_minimize_and_callback():
 
 
 def test_draw_rademacher_convention():
-    """z = -1 where u < 0.5 else +1, u ~ U[0,1) drawn per parameter in order (ALICE.md)."""
+    """z = -1 where u < 0.5 else +1, u ~ U[0,1) drawn per parameter in order
+    (docs/spec/algorithm.md#reference-compatible-randomness)."""
     like = [np.zeros(5), np.zeros((2, 3), dtype=np.float32)]
     z = ar.draw_rademacher(np.random.default_rng(4), like)
     r = np.random.default_rng(4)

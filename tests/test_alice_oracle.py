@@ -1,12 +1,13 @@
-"""The Alice core against an obviously-correct scalar transcription of ALICE.md.
+"""The Alice core against an obviously-correct scalar transcription of the specification.
 
-:class:`ScalarAlice` below is written from shared/spec/ALICE.md ("One batch", steps 1-6, and the
-randomness convention), one Python float per parameter element, plain loops and the math module.
-It shares no code with alice_ref. On random small problems in float64 the core (through the batch
-driver, on NumPy and on the strict array-API namespace) must match it to rounding after every
-batch, for every hess_comp x grad_glass x limit_method combination, with regularisation, phi and
-omega off their defaults and q in {0, 1, 3}; hypothesis draws further random configurations,
-including learning-rate schedules with and without scale_bounds_with_lr.
+:class:`ScalarAlice` below is written from docs/spec/algorithm.md#one-batch, steps 1-6, and the
+randomness convention (docs/spec/algorithm.md#reference-compatible-randomness), one Python
+float per parameter element, plain loops and the math module. It shares no code with
+alice_ref. On random small problems in float64 the core (through the batch driver, on NumPy and
+on the strict array-API namespace) must match it to rounding after every batch, for every hess_comp
+x grad_glass x limit_method combination, with regularisation, phi and omega off their defaults and
+q in {0, 1, 3}; hypothesis draws further random configurations, including learning-rate schedules
+with and without scale_bounds_with_lr.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import alice_ref as ar
 
 
 class ScalarAlice:
-    """ALICE.md, transcribed literally for lists of Python floats (one list per parameter)."""
+    """docs/spec/algorithm.md#one-batch, transcribed literally for lists of Python floats (one
+    list per parameter)."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, w1=0.0, w2=0.0, phi=None,
                  omega=1.0, limit_method="adam", lr_min=0.0, lr_max=None,

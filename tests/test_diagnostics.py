@@ -183,12 +183,14 @@ def test_backend_neutral_same_signs_same_result(backend):
 
 def test_from_torch_linear_regression_hessian():
     torch = pytest.importorskip("torch")
+    from alice_torch.problems import from_torch
+
     g = torch.Generator().manual_seed(0)
     X = torch.randn(40, 3, generator=g, dtype=torch.float64)
     Y = torch.randn(40, 2, generator=g, dtype=torch.float64)
     model = torch.nn.Linear(3, 2).double()
     before = [p.detach().clone() for p in model.parameters()]
-    prob = D.from_torch(model, torch.nn.functional.mse_loss, X, Y, groups="parameters")
+    prob = D.Problem(*from_torch(model, torch.nn.functional.mse_loss, X, Y, groups="parameters"))
     assert list(prob.groups) == ["weight", "bias"]
     rep = D.curvature_probe(prob, 0.1, n_probes=8, seed=0)
     # MSE mean over 40 x 2 entries: d2L/dW_jk^2 = 2 sum_s x_sk^2 / 80, d2L/db_j^2 = 2 * 40 / 80
@@ -201,13 +203,14 @@ def test_from_torch_linear_regression_hessian():
     assert all(abs(grp.p - 2.0) < 1e-6 for grp in law.groups)
     for p, q in zip(model.parameters(), before):  # the model itself is untouched
         assert torch.equal(p.detach(), q)
-    mods = D.from_torch(model, torch.nn.functional.mse_loss, X, Y, groups="modules")
-    assert mods.groups == {"weight": [0], "bias": [1]}
+    _, _, groups, _ = from_torch(model, torch.nn.functional.mse_loss, X, Y, groups="modules")
+    assert groups == {"weight": [0], "bias": [1]}
 
 
 def test_from_jax_pytree_groups_are_leaves():
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp
+    from alice_jax.problems import from_jax
 
     rng = np.random.default_rng(0)
     A = rng.normal(size=(5, 5))
@@ -218,7 +221,7 @@ def test_from_jax_pytree_groups_are_leaves():
         return 0.5 * v @ jnp.asarray(H, dtype=v.dtype) @ v
 
     params = {"b": jnp.zeros(2, dtype=jnp.float32), "w": jnp.zeros((3,), dtype=jnp.float32)}
-    prob = D.from_jax(loss, params)
+    prob = D.Problem(*from_jax(loss, params))
     assert list(prob.groups) == ["['b']", "['w']"]
     rep = D.curvature_probe(prob, 0.1, n_probes=16, seed=0)
     dh = np.diag(H)

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import alice_ref as ar
+from alice_ref import engines
 from alice_ref.engines import cpu as fast
 from alice_ref.engines import cuda as cupy_kernels
 
@@ -64,18 +65,17 @@ def _np_sqrt_hook(x, out):
     np.sqrt(x, out=out)
 
 
-def _engines():
-    """(engine, sqrt hook) pairs: the ufunc path, the compiled pass, and the compiled pass split
-    at a caller's square roots (the PyTorch adapter's form). numba is part of the test install
+def _hooks():
+    """The square roots of the CPU engine: its own (IEEE, one compiled pass) and a caller's
+    (the PyTorch adapter's form, split at the square roots). numba is part of the test install
     (extra ``fast``): under CI a missing numba fails instead of skipping."""
-    numba_mark = pytest.mark.skipif("numba" not in fast.ENGINES and not os.environ.get("CI"),
-                                    reason="numba not installed (extra 'fast')")
-    return [pytest.param("numpy", None, id="numpy"),
-            pytest.param("numba", None, id="numba", marks=numba_mark),
-            pytest.param("numba", _np_sqrt_hook, id="numba-split", marks=numba_mark)]
+    mark = pytest.mark.skipif(not fast.AVAILABLE and not os.environ.get("CI"),
+                              reason="numba not installed (extra 'fast')")
+    return [pytest.param(None, id="ieee-sqrt", marks=mark),
+            pytest.param(_np_sqrt_hook, id="caller-sqrt", marks=mark)]
 
 
-ENGINES = _engines()
+HOOKS = _hooks()
 
 CONFIGS = [dict(hess_comp=h, grad_glass=gg, limit_method=lim, w1=w1, w2=w2, lr_min=lo, omega=om,
                 phi=ph)
@@ -86,12 +86,12 @@ CONFIGS = [dict(hess_comp=h, grad_glass=gg, limit_method=lim, w1=w1, w2=w2, lr_m
            if not (h == "zero" and not gg)]
 
 
-# -- alice_ref.engines.cpu (NumPy) -----------------------------------------------------------------------
+# -- alice_ref.engines.cpu (NumPy) -----------------------------------------------------------------
 
-@pytest.mark.parametrize("engine, hook", ENGINES)
+@pytest.mark.parametrize("hook", HOOKS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("sample, t", [(True, 3), (True, 12), (False, 13)])  # warm-up, update
-def test_numpy_fast_bit_identical_to_core_all_configs(dtype, sample, t, engine, hook):
+def test_numpy_fast_bit_identical_to_core_all_configs(dtype, sample, t, hook):
     """Every hyperparameter switch, sample/quick step, warm-up/update, float32/float64, with a
     block size that leaves a ragged last block; all outputs bit for bit, and the parameter
     (and without a parameter)."""
@@ -107,15 +107,15 @@ def test_numpy_fast_bit_identical_to_core_all_configs(dtype, sample, t, engine, 
             mine = [a.copy() for a in arrs[:6]]
             fast.absorb_and_update(config, sched, *mine, arrs[8],
                                    *(arrs[6:8] if sample else ()), lr=lr, param=param,
-                                   workspace=ws, engine=engine, sqrt=hook)
+                                   workspace=ws, sqrt=hook)
             for f, a, b in zip(FIELDS, mine, expected):
                 assert bits_equal(a, b), (hp, f)
             assert param is None or bits_equal(param, expected[0])
 
 
-@pytest.mark.parametrize("engine, hook", ENGINES)
+@pytest.mark.parametrize("hook", HOOKS)
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_numpy_fast_threads_and_blocks_do_not_change_results(threads, engine, hook):
+def test_numpy_fast_threads_and_blocks_do_not_change_results(threads, hook):
     """Block sizes (ws.chunk; the compiled pass's own blocks of 8192 at the default chunk)
     and thread splits leave every bit as the core's."""
     rng = np.random.default_rng(7)
@@ -127,7 +127,7 @@ def test_numpy_fast_threads_and_blocks_do_not_change_results(threads, engine, ho
         mine = [a.copy() for a in arrs[:6]]
         fast.absorb_and_update(config, sched, *mine, arrs[8], arrs[6], arrs[7],
                                workspace=fast.Workspace(chunk), threads=threads,
-                               engine=engine, sqrt=hook)
+                               sqrt=hook)
         assert all(bits_equal(a, b) for a, b in zip(mine, expected)), chunk
 
 
@@ -143,8 +143,8 @@ EDGES = [0.0, 1e-30, 1e-8, 1.0, 3.0e4, 1e30]
 @example(dtype=np.float32, hp=CONFIGS[0], sample=True, vals=[0.0] * 9, signs=[1.0] * 9)
 @example(dtype=np.float32, hp=dict(limit_method="adam", lr_max=0.0), sample=False,
          vals=[1.0, 1.0, 1e30, 0.0, 0.0, 0.0, 0.0, 0.0, 1e30], signs=[1.0] * 9)
-@pytest.mark.parametrize("engine, hook", ENGINES)
-def test_numpy_fast_edge_values(dtype, hp, sample, vals, signs, engine, hook):
+@pytest.mark.parametrize("hook", HOOKS)
+def test_numpy_fast_edge_values(dtype, hp, sample, vals, signs, hook):
     """g = 0, rho = 0, h = 0, V = 0, tiny and huge magnitudes (overflowing the adam ratio into
     inf, so a bound is NaN: the masked fallback of the clip), one element per combination."""
     config = ar.AliceConfig(lr=0.01, betas=(0.75, 0.99), **hp)
@@ -155,13 +155,13 @@ def test_numpy_fast_edge_values(dtype, hp, sample, vals, signs, engine, hook):
         sched, expected = core_batch(arrs, config, 12 if sample else 13, None, sample)
         mine = [a.copy() for a in arrs[:6]]
         fast.absorb_and_update(config, sched, *mine, arrs[8], *(arrs[6:8] if sample else ()),
-                               engine=engine, sqrt=hook)
+                               sqrt=hook)
     for f, a, b in zip(FIELDS, mine, expected):
         assert bits_equal(a, b), f
 
 
-@pytest.mark.parametrize("engine, hook", ENGINES)
-def test_numpy_fast_nan_bound_fallback_is_exercised(engine, hook):
+@pytest.mark.parametrize("hook", HOOKS)
+def test_numpy_fast_nan_bound_fallback_is_exercised(hook):
     """lr_max = 0 and an infinite adam ratio f make hi f = NaN: the clip must take the literal
     masked form (fmin would drop the NaN)."""
     config = ar.AliceConfig(lr=0.01, lr_min=0.0, lr_max=0.0)
@@ -173,7 +173,7 @@ def test_numpy_fast_nan_bound_fallback_is_exercised(engine, hook):
     with np.errstate(all="ignore"):
         sched, expected = core_batch(arrs, config, 13, None, False)
         mine = [a.copy() for a in arrs[:6]]
-        fast.absorb_and_update(config, sched, *mine, arrs[8], engine=engine, sqrt=hook)
+        fast.absorb_and_update(config, sched, *mine, arrs[8], sqrt=hook)
     assert np.isnan(expected[0]).any()  # the core's answer does go through the NaN bound
     assert all(bits_equal(a, b) for a, b in zip(mine, expected))
 
@@ -201,8 +201,8 @@ def test_probe_point_bit_identical_to_core(dtype):
         assert bits_equal(at[0], nu)
 
 
-@pytest.mark.parametrize("engine, hook", ENGINES)
-def test_update_state_whole_state_equals_core_trajectory(engine, hook):
+@pytest.mark.parametrize("hook", HOOKS)
+def test_update_state_whole_state_equals_core_trajectory(hook):
     """Several parameters, a run of batches through warm-up, sample and quick steps, driven by
     a landscape's gradients: the in-place state follows the core's exactly."""
     from alice_ref.landscapes import Quadratic
@@ -223,12 +223,11 @@ def test_update_state_whole_state_equals_core_trajectory(engine, hook):
             gp, gm, g0 = grad(plus), grad(minus), grad(nu)
             core = ar.apply_update(ar.absorb_sample(core, sched, gp, gm, g0, config), sched,
                                    config)
-            mine = fast.update_state(mine, sched, config, g0, gp, gm, engine=engine,
-                                     sqrt=hook)
+            mine = engines.update_state(mine, sched, config, g0, gp, gm, sqrt=hook)
         else:
             g0 = grad(list(core.nu))
             core = ar.apply_update(ar.absorb_quick(core, sched, g0, config), sched, config)
-            mine = fast.update_state(mine, sched, config, g0, engine=engine, sqrt=hook)
+            mine = engines.update_state(mine, sched, config, g0, sqrt=hook)
         assert mine.t == core.t
         for f in FIELDS:
             assert all(bits_equal(a, b) for a, b in zip(getattr(mine, f), getattr(core, f))), f
@@ -236,7 +235,7 @@ def test_update_state_whole_state_equals_core_trajectory(engine, hook):
     for a, b in (("mu", "nu"), ("G", "V"), ("H", "R")):  # aliased fields are refused
         aliased = shared._replace(**{b: getattr(shared, a)})
         with pytest.raises(ValueError, match="share memory"):
-            fast.update_state(aliased, ar.schedule(1, config), config,
+            engines.update_state(aliased, ar.schedule(1, config), config,
                               grad(split(x0)), grad(split(x0)), grad(split(x0)))
 
 
@@ -269,7 +268,9 @@ def test_numpy_fast_rejects_bad_input_before_changing_anything():
     with pytest.raises(ValueError, match="threads"):
         fast.absorb_and_update(config, sched, *good, g, threads=0)
     with pytest.raises(ValueError, match="engine"):
-        fast.absorb_and_update(config, sched, *good, g, engine="numexpr")
+        engines.select(good, "numexpr")
+    with pytest.raises(ValueError, match="cannot run"):
+        engines.select([np.ones(3, np.float16)], "cpu")
     with pytest.raises(ValueError, match="sign"):
         fast.probe_point(good[0], np.zeros(8, bool), 0.1, 2, good[1])
     assert all(bits_equal(a, b) for a, b in zip(good, before))
@@ -298,12 +299,11 @@ def _mlp(dtype, seed=0, width=6):
                                torch.nn.Dropout(0.2), torch.nn.Linear(width, 1)).to(dtype)
 
 
-def _train(fused, dtype, hp, n=14, groups=False, chunk=None, sched_gamma=None, engine=None):
+def _train(fused, dtype, hp, n=14, groups=False, chunk=None, sched_gamma=None):
     model = _mlp(dtype)
     params = ([{"params": model[0].parameters(), "lr": hp.get("lr", 0.05) * 0.5},
                {"params": model[3].parameters()}] if groups else model.parameters())
     opt = Alice(params, generator=torch.Generator().manual_seed(3), fused=fused, **hp)
-    opt.fused_engine = engine
     if chunk is not None:
         opt._workspace = fast.Workspace(chunk)
     sched = (torch.optim.lr_scheduler.ExponentialLR(opt, sched_gamma) if sched_gamma else None)
@@ -334,19 +334,17 @@ TORCH_HP = [
 ]
 
 
-@pytest.mark.parametrize("engine", [e.values[0] for e in ENGINES if e.values[1] is None])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("hp", TORCH_HP)
-def test_torch_fused_bit_identical_to_generic(dtype, hp, engine):
-    """Default (fused; each engine of alice_ref.engines.cpu) and fused=False give the same
-    parameters, state, losses and RNG position, bit for bit, through warm-up, sample and quick
-    steps, with dropout."""
-    if engine not in fast.ENGINES and not os.environ.get("CI"):
+def test_torch_fused_bit_identical_to_generic(dtype, hp):
+    """Default (fused: alice_ref.engines.cpu) and fused=False give the same parameters, state,
+    losses and RNG position, bit for bit, through warm-up, sample and quick steps, with
+    dropout."""
+    if not fast.AVAILABLE and not os.environ.get("CI"):
         pytest.skip("numba not installed (extra 'fast')")
     runs = []
     for fused in (None, False):
-        model, opt, losses = _train(fused, dtype, hp, groups=True, chunk=5, sched_gamma=0.97,
-                                    engine=engine)
+        model, opt, losses = _train(fused, dtype, hp, groups=True, chunk=5, sched_gamma=0.97)
         runs.append((model, opt, losses, torch.get_rng_state()))
     (m1, o1, l1, r1), (m2, o2, l2, r2) = runs
     assert l1 == l2 and torch.equal(r1, r2) and o1.t == o2.t
@@ -540,7 +538,7 @@ def test_cupy_kernel_source_equals_core_on_cpu(tmp_path):
         vals = dict(b1=sched.beta1, b2=sched.beta2, b3=sched.beta3, two_sigma=2.0 * sigma,
                     sigma=sigma, w1=config.w1, w2=config.w2, w2sq=config.w2 * config.w2,
                     eps=config.eps, alpha_c=ar.ALPHA_COEFF, phi=config.phi,
-                    omega=config.omega, lo=lo, hi=hi)
+                    omega=config.omega, lo=lo, hi=hi, two=2.0, zero=0.0)
         sc = np.array([vals[s] for s in cupy_kernels.SCALARS], dtype)
         grads = {"g0": arrs[8], "gp": arrs[6], "gm": arrs[7]}
         ins = [grads[a] for a in arr_in]

@@ -340,7 +340,8 @@ def test_jit_equals_eager_and_traces_once():
 
 
 def test_schedule_and_key_discipline():
-    """Sample steps are exactly ALICE.md's (warm-up or t mod (q+1) = 0): the key is split on
+    """Sample steps are exactly those of docs/spec/algorithm.md#one-batch, step 2 (warm-up or
+    t mod (q+1) = 0): the key is split on
     those and only those; the probe hook sees the batch number."""
     seen = []
     cfg = alice_ref.AliceConfig(lr=LR, betas=(0.75, 0.999), quick_steps=3)

@@ -1,7 +1,8 @@
 """alice_jax under data-parallel sharding: a batch sharded over a 2-device Mesh with replicated
-params and state gives the unsharded run's result (ALICE.md: replicas draw the same z and stay
-identical). Two host devices need XLA_FLAGS before jax is imported, so the run happens in a
-subprocess. Float32, jax_enable_x64 off (the default configuration)."""
+params and state gives the unsharded run's result
+(docs/spec/algorithm.md#beyond-the-official-code: replicas draw the same z and stay identical).
+Two host devices need XLA_FLAGS before jax is imported, so the run happens in a subprocess.
+Float32, jax_enable_x64 off (the default configuration)."""
 
 import json
 import os

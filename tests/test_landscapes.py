@@ -1,4 +1,4 @@
-"""Synthetic landscapes with known truth (MATH.md, "How each result is verified").
+"""Synthetic landscapes with known truth (docs/spec/math.md#how-each-result-is-verified).
 
 Gradients are checked against central finite differences of the loss (exact for piecewise
 quadratics away from kinks), truth attributes against their definitions, and every landscape

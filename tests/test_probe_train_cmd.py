@@ -14,8 +14,10 @@ import sys
 import numpy as np
 import pytest
 
+from alice_ref.tools import _training as training
 from alice_ref.tools import probe as probe_cmd
 from alice_ref.tools import train as train_cmd
+from alice_ref.tools._output import Progress
 
 HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -119,7 +121,8 @@ def test_register_into_a_parent_parser(tmp_path):
 
 def _alice_batches(budget, beta1=0.9, q=3):
     """Batches Alice fits in a budget: sample steps (3 evaluations) in warm-up t <= 1/(1-beta1)
-    and when t mod (q+1) = 0, else quick steps (1) -- ALICE.md steps 1-2 and R8."""
+    and when t mod (q+1) = 0, else quick steps (1) -- docs/spec/algorithm.md#one-batch, steps 1-2
+    and R8."""
     t = evals = 0
     while True:
         cost = 3 if (t + 1 <= 1 / (1 - beta1) or (t + 1) % (q + 1) == 0) else 1
@@ -243,7 +246,7 @@ def test_train_digits_with_alice_torch(tmp_path):
 def test_train_digits_alice_fallback_on_core_driver(tmp_path, monkeypatch):
     pytest.importorskip("torch")
     pytest.importorskip("sklearn")
-    monkeypatch.setattr(train_cmd, "_alice_torch_or_none", lambda: None)
+    monkeypatch.setattr(training, "alice_torch_or_none", lambda: None)
     budget = 45  # warm-up (10 sample steps) takes 30; updates start after it
     rc = train_cmd.main(["--task", "digits", "--quick", "--seeds", "1", "--budget", str(budget),
                          "--optimizers", "alice", "--out", str(tmp_path), "--no-plot",
@@ -271,7 +274,7 @@ def test_train_digits_adahessian_when_installed(tmp_path):
 def test_progress_counter_without_tqdm(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "tqdm", None)
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
-    bar = probe_cmd.Progress(3, "demo")
+    bar = Progress(3, "demo")
     for _ in range(3):
         bar.update()
     bar.close()

@@ -1,9 +1,10 @@
 """R5 (optimal Hessian-glass step) and R6 (step bounds that extend Adam).
 
 Truth comes from the model itself: m(d) = -a d + h d^2/2 + c sqrt(rho) d^{3/2} with
-c = sqrt(2/(3 pi)), minimised here by golden-section search and on a fine grid, independently of
-the closed form in alice_ref.maths.step; and from the clipping rule of ALICE.md step 5, re-derived in
-NumPy.
+c = sqrt(2/(3 pi)), minimised by golden-section search (alice_ref.tools.verify.oracles, shared
+with ``alice-ref verify``) and on a fine grid, independently of the closed form in
+alice_ref.maths.step; and from the clipping rule of docs/spec/algorithm.md#one-batch, step 5
+(Alg. 3, steps 4-7), re-derived in NumPy.
 """
 
 import math
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from alice_ref import ALPHA_COEFF, GLASS_COEFF, bounded_step, effective_curvature, optimal_step
+from alice_ref.tools.verify.oracles import r5_argmin, r5_bracket, r5_model
 
 C = math.sqrt(2.0 / (3.0 * math.pi))  # R4's Gaussian coefficient, derived independently
 PROPS = settings(max_examples=30, deadline=None,
@@ -31,37 +33,6 @@ def assert_same_kind(out, like):
     assert array_namespace(out) is array_namespace(like)
     assert out.dtype == like.dtype
     assert device(out) == device(like)
-
-
-def model(d, a, h, rho):
-    """m(d) = -a d + h d^2 / 2 + c sqrt(rho) d^{3/2} (R5), NumPy float64."""
-    return -a * d + 0.5 * h * d * d + C * np.sqrt(rho) * d * np.sqrt(d)
-
-
-def bracket(a, h, rho):
-    """An interval [0, u] holding the minimiser: d* <= a/h and d* <= (a / (1.5 c sqrt(rho)))^2."""
-    u = np.full(np.shape(a), np.inf)
-    with np.errstate(divide="ignore"):
-        u = np.where(h > 0, np.minimum(u, a / np.where(h > 0, h, 1.0)), u)
-        u = np.where(rho > 0, np.minimum(u, (a / (1.5 * C * np.sqrt(np.where(rho > 0, rho, 1.0))))
-                                         ** 2), u)
-    return u
-
-
-def golden_section(a, h, rho, iters=200):
-    """Vectorised golden-section minimisation of the convex m on [0, bracket]."""
-    lo, hi = np.zeros_like(a), bracket(a, h, rho)
-    r = (math.sqrt(5.0) - 1.0) / 2.0
-    x1, x2 = hi - r * (hi - lo), lo + r * (hi - lo)
-    f1, f2 = model(x1, a, h, rho), model(x2, a, h, rho)
-    for _ in range(iters):
-        left = f1 <= f2  # minimiser in [lo, x2]
-        hi = np.where(left, x2, hi)
-        lo = np.where(left, lo, x1)
-        x1n, x2n = hi - r * (hi - lo), lo + r * (hi - lo)
-        x1, x2 = x1n, x2n
-        f1, f2 = model(x1, a, h, rho), model(x2, a, h, rho)
-    return 0.5 * (lo + hi)
 
 
 # Magnitudes of a, h, rho for property tests: moderate, so that first-order residuals are
@@ -89,13 +60,13 @@ def test_minimiser_matches_golden_section_and_grid():
     rho = np.where((rng.random(n) < 0.2) & (h > 0), 0.0,
                    np.exp(rng.uniform(np.log(1e-3), np.log(1e3), n)))
     d_star = a / to_np(effective_curvature(a, h, rho))
-    d_gs = golden_section(a, h, rho)
+    d_gs = r5_argmin(a, h, rho)
     np.testing.assert_allclose(d_star, d_gs, rtol=1e-6)
     # fine grid: no grid point beats m(d*), and the grid's argmin is within one step of d*
-    u = bracket(a, h, rho)
+    u = r5_bracket(a, h, rho)
     grid = np.linspace(0.0, 1.0, 20001)[:, None] * (2.0 * u)[None, :]
-    m_grid = model(grid, a, h, rho)
-    m_star = model(d_star, a, h, rho)
+    m_grid = r5_model(grid, a, h, rho)
+    m_star = r5_model(d_star, a, h, rho)
     scale = a * d_star
     assert np.all(m_star <= m_grid.min(axis=0) + 1e-12 * scale)
     step = 2.0 * u / 20000
@@ -217,7 +188,7 @@ def test_zero_gradient_without_eps(xp):
 
 
 def clip_reference(g, h, rho, v, lo, hi, limit, eps):
-    """ALICE.md step 5 in NumPy float64 (the rule, written out again)."""
+    """docs/spec/algorithm.md#one-batch, step 5 in NumPy float64 (the rule, written out again)."""
     a = np.abs(g)
     with np.errstate(divide="ignore", invalid="ignore"):
         alpha = 3.0 * rho / (4.0 * math.pi * (a + eps))

@@ -1,7 +1,7 @@
 """R8 (cost schedule): gradient evaluations per batch and the curvature averaging weight.
 
 Truth: exact rational arithmetic (fractions.Fraction) over a schedule simulated from the rule of
-ALICE.md step 2, written out here, and the algebra of time constants.
+docs/spec/algorithm.md#one-batch, step 2, written out here, and the algebra of time constants.
 """
 
 import math
@@ -18,7 +18,8 @@ PROPS = settings(max_examples=50, deadline=None)
 
 
 def rule_is_sample(t, beta1, q):
-    """ALICE.md step 2: sample step iff t <= 1/(1 - beta1) (warm-up) or t mod (q+1) = 0."""
+    """docs/spec/algorithm.md#one-batch, step 2: sample step iff t <= 1/(1 - beta1) (warm-up) or
+    t mod (q+1) = 0."""
     return t <= 1.0 / (1.0 - beta1) or t % (q + 1) == 0
 
 
@@ -31,7 +32,8 @@ def test_evaluation_counts():
 @pytest.mark.parametrize("beta1", [0.5, 0.75, 0.875, 0.9])
 def test_sample_cost_equals_simulated_count(q, beta1):
     """R8: over whole periods after warm-up the mean evaluations per batch is (3 + q)/(q + 1)
-    exactly, counted batch by batch; the schedule agrees with the ALICE.md rule throughout."""
+    exactly, counted batch by batch; the schedule agrees with the rule of
+    docs/spec/algorithm.md#one-batch, step 2 throughout."""
     T = 400
     evals = []
     for t in range(1, T + 1):
@@ -85,7 +87,8 @@ def test_curvature_beta_boundary():
 
 
 def test_warmup_length_float64():
-    """R8/ALICE.md: warm-up threshold 1/(1 - beta1) in float64: 10 batches at beta1 = 0.9."""
+    """R8, docs/spec/algorithm.md#known-quirk-the-warm-up-length: warm-up threshold
+    1/(1 - beta1): 10 batches at beta1 = 0.9."""
     assert warmup_length(0.9) == pytest.approx(10.0, rel=1e-14)
     assert sum(is_warmup(t, 0.9) for t in range(1, 30)) == 10
     assert sum(is_warmup(t, 0.75) for t in range(1, 30)) == 4

@@ -1,4 +1,5 @@
-"""alice_torch.Alice: the PyTorch adapter (ALICE.md, API.md "alice_torch").
+"""alice_torch.Alice: the PyTorch adapter (docs/spec/algorithm.md#one-batch,
+docs/spec/api.md#alice_torch-adapter).
 
 Truth comes from (a) the recorded runs of the official optimiser (conformance vectors), (b) the
 NumPy-side functional core driven with the same probes and gradients, (c) algebra on landscapes

@@ -1,5 +1,6 @@
 """alice_torch.Alice checkpoints: resuming mid-run from (model, optimiser, RNG) state dicts is
-bit-identical to an uninterrupted run (ALICE.md "Full checkpointing")."""
+bit-identical to an uninterrupted run (docs/spec/algorithm.md#beyond-the-official-code, "Full
+checkpointing")."""
 
 import io
 

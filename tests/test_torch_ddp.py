@@ -1,6 +1,7 @@
-"""alice_torch.Alice under DistributedDataParallel (ALICE.md "Works unchanged under PyTorch
-DistributedDataParallel"): two gloo processes on loopback, each with half of every batch, a
-probe generator seeded identically on both ranks. The ranks must stay bit-identical (they draw
+"""alice_torch.Alice under DistributedDataParallel
+(docs/spec/algorithm.md#beyond-the-official-code, "Works unchanged under PyTorch
+DistributedDataParallel"): two gloo processes on loopback, each with half of every batch, a probe
+generator seeded identically on both ranks. The ranks must stay bit-identical (they draw
 the same probes and see the same all-reduced gradients) and agree with one process that sees
 the whole batch, up to the rounding of the gradient average."""
 

@@ -1,5 +1,5 @@
 """Bad input: every core function raises ValueError or TypeError naming the argument
-(DESIGN.md house rules), on every backend for array arguments."""
+(docs/spec/design.md#house-rules), on every backend for array arguments."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The ``alice-ref`` command line and ``alice-ref verify`` (alice_ref/tools/cli.py, alice_ref/tools/verify.py).
+"""The ``alice-ref`` command line and ``alice-ref verify`` (alice_ref/tools/: cli.py, verify/).
 
 verify --quick must pass on the unmodified core, report every result R1-R8 in the documented
 JSON schema, use only the base install, and fail (exit 1) when a core function is broken.

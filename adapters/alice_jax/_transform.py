@@ -6,15 +6,14 @@ and checkpoints should see) lives in the state: :func:`center`. Every formula co
 alice_ref: the per-element kernels :func:`alice_ref.absorb_gradient`,
 :func:`alice_ref.absorb_curvature`, :func:`alice_ref.alice_step` (the delta of
 :func:`alice_ref.alice_update`) and the schedule helpers :func:`alice_ref.ema_beta`,
-:func:`alice_ref.warmup_length`, ``AliceConfig.beta3`` (ALICE.md). This module only turns
-pytrees, PRNG keys and optax's conventions into calls of the core, with the batch schedule as
-traced comparisons and ``jax.lax.cond`` so one compiled step serves every batch.
+:func:`alice_ref.warmup_length`, ``AliceConfig.beta3`` (docs/spec/algorithm.md#one-batch). This
+module only turns pytrees, PRNG keys and optax's conventions into calls of the core, with the batch
+schedule as traced comparisons and ``jax.lax.cond`` so one compiled step serves every batch.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
 import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -31,8 +30,7 @@ from alice_ref import (
     absorb_curvature,
     absorb_gradient,
     alice_step,
-    ema_beta,
-    warmup_length,
+    schedule,
 )
 from alice_ref.driver import EVALUATIONS
 
@@ -40,11 +38,11 @@ __all__ = ["AliceJaxState", "alice", "center", "check_finite", "attributes", "EV
 
 
 class AliceJaxState(NamedTuple):
-    """State of :func:`alice` (a pytree; every leaf is a JAX array), ALICE.md's state.
+    """State of :func:`alice` (a pytree; every leaf is a JAX array): docs/spec/algorithm.md#state.
 
     Attributes:
-        count: int32 scalar, batches absorbed so far (ALICE.md's t; a skipped batch does not
-            count).
+        count: int32 scalar, batches absorbed so far (t of docs/spec/algorithm.md#state; a
+            skipped batch does not count).
         key: the PRNG key (uint32[2]) from which each sample step splits its probe key.
         mu: the centre, a pytree like the params (state dtype: the parameter's own, float32
             for float16/bfloat16 parameters). The caller's params are the look-ahead nu, not
@@ -133,14 +131,15 @@ def _gradient_function(value_fn, grad_fn, extra) -> Callable:
 
 def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = None,
           **hyperparameters) -> optax.GradientTransformationExtraArgs:
-    """The Alice optimiser (arXiv 2411.16914; ALICE.md) as an optax gradient transformation.
+    """The Alice optimiser (arXiv 2411.16914) as an optax gradient transformation.
 
-    One ``update`` is one batch of ALICE.md, with alice_ref's formulas: on a sample step
-    (warm-up, or t mod (q+1) = 0, R8) Alice evaluates ``jax.grad(value_fn)`` (or ``grad_fn``)
-    at nu + sigma z and nu - sigma z (z Rademacher signs from the state's key) and absorbs
-    |g+ - g-| / (2 sigma) into H and 2 (gbar - g0)^2 / sigma into R (R3); every batch absorbs
-    g0 into G and V; after warm-up it takes the bounded optimal step delta (R5, R6) and sets
-    mu' = mu + phi delta, nu' = mu + omega delta (R7; :func:`alice_ref.core.batch.alice_update`). The
+    One ``update`` is one batch of docs/spec/algorithm.md#one-batch, with alice_ref's formulas:
+    on a sample step (warm-up, or t mod (q+1) = 0, R8) Alice evaluates ``jax.grad(value_fn)``
+    (or ``grad_fn``) at nu + sigma z and nu - sigma z (z Rademacher signs from the state's key)
+    and absorbs |g+ - g-| / (2 sigma) into H and 2 (gbar - g0)^2 / sigma into R (R3;
+    Alg. 2, steps 1-11); every batch absorbs g0 into G and V; after warm-up it takes the bounded
+    optimal step delta (R5, R6; Alg. 3) and sets
+    mu' = mu + phi delta, nu' = mu + omega delta (R7; :func:`alice_ref.core.alice_update`). The
     schedule is traced (``jax.lax.cond``), so one jitted step serves every batch.
 
     The caller's ``params`` are the evaluation point nu and ``grads`` = g0 = grad L(nu) on the
@@ -205,11 +204,6 @@ def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = N
     base_key = _make_key(seed)
     probe_fn = _rademacher_probes if _probe_fn is None else _probe_fn
     sigma = config.lr
-    q1 = config.quick_steps + 1
-    # Largest t with t <= 1/(1 - beta1) (exact for the decimal beta1, as in the core):
-    # warm-up iff t <= n_warm.
-    n_warm = math.floor(warmup_length(config.beta1))
-    beta3 = config.beta3
 
     def init_fn(params):
         leaves, treedef = jax.tree.flatten(params)
@@ -234,13 +228,12 @@ def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = N
         nu = [p.astype(d) for p, d in zip(p_leaves, sdt)]
 
         t = state.count + 1
-        warm = t <= n_warm
-        sample = jnp.logical_or(warm, t % q1 == 0)
-        do_update = t > n_warm
-        tf = {d: t.astype(d) for d in set(sdt)}
-        b1 = [ema_beta(config.beta1, tf[d]) for d in sdt]
-        b2 = [ema_beta(config.beta2, tf[d]) for d in sdt]
-        b3 = [ema_beta(beta3, tf[d]) for d in sdt]
+        # the core's schedule, traced (steps 1-2), with the weights in each state dtype
+        sample, do_update = schedule(t, config)[1:3]
+        sched = {d: schedule(t, config, d) for d in set(sdt)}
+        b1 = [sched[d].beta1 for d in sdt]
+        b2 = [sched[d].beta2 for d in sdt]
+        b3 = [sched[d].beta3 for d in sdt]
         all_finite = lambda xs: jnp.stack(  # noqa: E731
             [jnp.all(jnp.isfinite(x)) for x in xs]) if xs else jnp.ones((0,), bool)
 
@@ -273,7 +266,8 @@ def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = N
               for g, v, a, x, b1_, b2_ in zip(G, V, g0, nu, b1, b2)]
         G1, V1 = [x[0] for x in GV], [x[1] for x in GV]
         if n:
-            bad = ~jnp.stack([ok_p, ok_m, ok0])  # (3, n), ALICE.md's order
+            # (3, n), in the order of docs/spec/algorithm.md#one-batch, step 3
+            bad = ~jnp.stack([ok_p, ok_m, ok0])
             any_bad = jnp.any(bad)
             bad_eval = jnp.where(any_bad, jnp.argmax(jnp.any(bad, axis=1)), -1)
             bad_leaf = jnp.where(any_bad, jnp.argmax(bad[jnp.maximum(bad_eval, 0)]), -1)
@@ -319,7 +313,8 @@ def _find_state(state):
 
 
 def center(state, like=None):
-    """The centre mu: the parameters for inference and checkpoints (ALICE.md step 6).
+    """The centre mu: the parameters for inference and checkpoints
+    (docs/spec/algorithm.md#one-batch, step 6).
 
     The caller's params hold the look-ahead nu; mu lives in the state.
 
@@ -394,7 +389,7 @@ def attributes(state) -> list[dict]:
     """The official optimiser's "attributes" per leaf: mean glass density and mean curvature.
 
     glass_density = mean(R) and curvature = mean(H) for each leaf, in ``jax.tree.leaves``
-    order, computed by :func:`alice_ref.core.batch.attributes`. Host side (not jit-able).
+    order, computed by :func:`alice_ref.core.attributes`. Host side (not jit-able).
 
     Args:
         state: an AliceJaxState, or an optax chain state that contains one.

@@ -6,8 +6,8 @@ Everything numerical is done by :mod:`alice_ref` on torch tensors (through array
 :func:`alice_ref.absorb_quick` and :func:`alice_ref.apply_update` update the state, and
 :func:`alice_ref.params_of` casts the centre mu back to the parameters' dtypes. This module only
 does what is PyTorch's business: parameter groups, closures and autograd, the random generators
-(probe draws and the dropout replay of ALICE.md "Reference-compatible randomness"), non-finite
-handling, and ``state_dict``/``load_state_dict``.
+(probe draws and the dropout replay of docs/spec/algorithm.md#reference-compatible-randomness),
+non-finite handling, and ``state_dict``/``load_state_dict``.
 
 On CPU (float32/float64, contiguous parameters) the same per-element arithmetic runs by default
 through :mod:`alice_ref.engines.cpu`, in place on the tensors' NumPy views, one cache-sized block at a
@@ -18,7 +18,8 @@ generic path above (tests/test_fast_paths.py) and several times faster (docs/per
 
 Per-parameter state (``optimizer.state[p]``): ``mu`` (centre, what the parameter holds between
 steps), ``nu`` (look-ahead evaluation point), ``G``, ``V``, ``H``, ``R`` (the averages of
-ALICE.md), in the state dtype (float32 for float16/bfloat16 parameters, else the parameter's).
+docs/spec/algorithm.md#state), in the state dtype (float32 for float16/bfloat16 parameters, else
+the parameter's).
 Optimiser-wide: the batch counter ``t`` and the count of ``skipped`` batches.
 """
 
@@ -76,7 +77,8 @@ class NonFiniteGradientError(_CoreNonFiniteGradientError):
         index: position of the parameter among the trainable parameters, in param-group order.
         name: the parameter's name if the group was built from named parameters, else a
             description ("#j of group i (shape, dtype)").
-        evaluation: 'g+', 'g-' or 'g0' (ALICE.md's order: nu + sigma z, nu - sigma z, nu).
+        evaluation: 'g+', 'g-' or 'g0' (the order of docs/spec/algorithm.md#one-batch, step 3:
+            nu + sigma z, nu - sigma z, nu).
         t: the batch that failed (``Alice.t + 1``).
         loss: the loss of the failing evaluation.
         outputs: the model outputs of the failing evaluation (the closure-pair form), or None.
@@ -193,7 +195,8 @@ def _scalar(x):
 class Alice(torch.optim.Optimizer):
     """The Alice optimiser (Duersch et al., "Curvature in the Looking-Glass", arXiv 2411.16914).
 
-    Drop-in replacement for the official ``alice.Alice`` (Alice 1.1); semantics: ALICE.md.
+    Drop-in replacement for the official ``alice.Alice`` (Alice 1.1); semantics:
+    docs/spec/algorithm.md#one-batch.
 
     Args:
         params: parameters or parameter groups (dicts). A group may set its own ``lr``,
@@ -280,7 +283,6 @@ class Alice(torch.optim.Optimizer):
             raise TypeError(f"fused must be None, True or False, got {fused!r}")
         self.fused = fused
         self.fused_threads = 1  # threads of the fused path (alice_ref.engines.cpu ``threads``)
-        self.fused_engine = None  # alice_ref.engines.cpu ``engine``: None = numba if installed
         self._workspace = _fast.Workspace()
         self._base = base
         self.betas, self.quick_steps, self.nonfinite = base.betas, base.quick_steps, base.nonfinite
@@ -415,8 +417,8 @@ class Alice(torch.optim.Optimizer):
     # -- randomness --------------------------------------------------------------------------
 
     def _draw_uniforms(self, params) -> list:
-        """u = torch.rand(numel, dtype, device, generator) per parameter, in order (ALICE.md
-        "Reference-compatible randomness")."""
+        """u = torch.rand(numel, dtype, device, generator) per parameter, in order
+        (docs/spec/algorithm.md#reference-compatible-randomness)."""
         gen = self.generator
         us = []
         for p in params:
@@ -492,7 +494,9 @@ class Alice(torch.optim.Optimizer):
     # -- the step ----------------------------------------------------------------------------
 
     def step(self, closure=None):
-        """One Alice batch (ALICE.md): evaluate the gradient at 3 or 1 points, update the state.
+        """One Alice batch: evaluate the gradient at 3 or 1 points, update the state.
+
+        The batch is docs/spec/algorithm.md#one-batch, steps 1-6.
 
         Batch t = ``self.t + 1`` is a sample step (every (q+1)-th batch, R8: evaluations
         g+ = g(nu + sigma z), g- = g(nu - sigma z), g0 = g(nu) with Rademacher z, R2; the
@@ -609,6 +613,11 @@ class Alice(torch.optim.Optimizer):
         dtype (then its gradients and probe points are too, and NumPy views them without a
         copy)."""
         if self.fused is False:
+            return False
+        if not _fast.AVAILABLE:
+            if self.fused:
+                raise ValueError("fused=True needs the compiled CPU engine: pip install "
+                                 "'alice-ref[fast]' (numba)")
             return False
         for p in params:
             mu = self.state[p].get("mu")
@@ -737,8 +746,7 @@ class Alice(torch.optim.Optimizer):
                 gp = None if grads[0] is None else grads[0][j][i]
                 gm = None if grads[1] is None else grads[1][j][i]
                 _fast.absorb_and_update(cfg, sched, *v[1:], grads[2][j][i], gp, gm, lr=sigma,
-                                        param=v[0], workspace=ws, sqrt=_torch_sqrt, threads=th,
-                                        engine=self.fused_engine)
+                                        param=v[0], workspace=ws, sqrt=_torch_sqrt, threads=th)
         self._touched(all_params)
         self.t = t
         return (loss, outputs) if pair else loss

@@ -39,5 +39,8 @@ def load_official():
 
 
 def official_meta(data) -> dict:
-    """The recording's metadata: ``{"format", "batches", "configs": [{"config", "param_sizes"}]}``."""
+    """The recording's metadata.
+
+    A dict ``{"format", "batches", "configs": [{"config", "param_sizes"}, ...]}``.
+    """
     return json.loads(str(data["meta"]))

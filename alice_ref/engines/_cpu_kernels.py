@@ -1,9 +1,9 @@
 """Compiled (numba) kernels of :func:`alice_ref.engines.cpu.absorb_and_update`.
 
-Private: :mod:`alice_ref.engines.cpu` uses them when numba is installed (extra ``fast``). Every element
-goes through *the same IEEE operations in the same order* as the core (ALICE.md steps 3-5;
-R3, R5, R6, R7), in the state dtype, so the results equal the core's bit for bit
-(tests/test_fast_paths.py):
+Private: :mod:`alice_ref.engines.cpu` uses them when numba is installed (extra ``fast``).
+Every element goes through *the same IEEE operations in the same order* as the core
+(docs/spec/algorithm.md#one-batch, steps 3-5; R3, R5, R6, R7), in the state dtype, so the
+results equal the core's bit for bit (tests/test_fast_paths.py):
 
 - every constant arrives as a number of the state dtype (array ``k``), and numba keeps float32
   arithmetic in float32;
@@ -30,7 +30,7 @@ import math
 import numba
 import numpy as np
 
-from alice_ref.maths.step import ALPHA_COEFF
+from alice_ref.engines.contract import SCALARS, pack_scalars
 
 #: Elements per block of the compiled pass: 32 KiB of float32 per array, so the ~10 arrays a
 #: block touches stay in a 1 MiB L2 (measured: 4096 and 16384 within noise, 1024 slower).
@@ -40,9 +40,11 @@ BLOCK = 8192
 SAMPLE, W1, W2, HC, GLASS, LIMIT, UPDATE = range(7)
 HC_ZERO, HC_ABS, HC_RMS = range(3)
 LIM_FIXED, LIM_ADAM, LIM_SGDM = range(3)
-# constants (array k of the state dtype)
+# constants (array k of the state dtype, in the order of contract.SCALARS)
 (B1, B2, B3, TWO_SIGMA, SIGMA, TWO, W1V, W2V, W2SQ, EPS, ALPHA_C, PHI, OMEGA, LO, HI,
  ZERO) = range(16)
+assert SCALARS == ("b1", "b2", "b3", "two_sigma", "sigma", "two", "w1", "w2", "w2sq", "eps",
+                   "alpha_c", "phi", "omega", "lo", "hi", "zero")
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 _inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -199,16 +201,20 @@ def finish_move(fa, ka, mu, nu, G, H, param, sH, t_alpha, t_s, sV):
     _move(k, mu, nu, param, t_alpha)
 
 
+@_jit
+def probes(nu, z, sigma, plus, minus):
+    """The core's probe_points: s = sigma z, plus = nu + s, minus = nu - s (one pass)."""
+    for i in range(nu.size):
+        sz = sigma * z[i]
+        plus[i] = nu[i] + sz
+        minus[i] = nu[i] - sz
+
+
 def flags_and_constants(config, sched, sample: bool, lr, dtype):
-    """The int64 flags and the constants of one call, each constant rounded once to the state
-    dtype (as :mod:`alice_ref.engines.cpu` and NEP 50 do)."""
+    """The int64 switches of one call and its constants (:func:`contract.pack_scalars`)."""
     c = config
-    sigma = c.lr if lr is None else lr
-    lo, hi = c.bounds(lr)
     f = np.array([sample, c.w1 != 0.0, c.w2 != 0.0,
                   {"zero": HC_ZERO, "abs": HC_ABS, "rms": HC_RMS}[c.hess_comp], c.grad_glass,
                   {"fixed": LIM_FIXED, "adam": LIM_ADAM, "sgdm": LIM_SGDM}[c.limit_method],
                   sched.update], np.int64)
-    k = np.array([sched.beta1, sched.beta2, sched.beta3, 2.0 * sigma, sigma, 2.0, c.w1, c.w2,
-                  c.w2 * c.w2, c.eps, ALPHA_COEFF, c.phi, c.omega, lo, hi, 0.0], np.float64)
-    return f, k.astype(dtype)
+    return f, pack_scalars(config, sched, lr, dtype)

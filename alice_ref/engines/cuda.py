@@ -1,8 +1,8 @@
 """Fused CuPy kernels: one pass over the state per batch (a GPU fast path; optional).
 
-The functional core already runs on CuPy arrays as they are (DESIGN.md), but it launches one
-kernel per elementary operation and allocates a temporary for each: ~40 launches and ~100 words
-of memory traffic per element and batch. Here a batch of one parameter is one
+The functional core already runs on CuPy arrays as they are (docs/spec/design.md), but it
+launches one kernel per elementary operation and allocates a temporary for each: ~40 launches
+and ~100 words of memory traffic per element and batch. Here a batch of one parameter is one
 ``cupy.ElementwiseKernel`` over the structure-of-arrays state (mu, nu, G, V, H, R separate
 arrays), updated in place: it reads g0, G, V, H, R, mu (and g+, g- on a sample step) and
 writes G, V, (H, R), mu, nu and optionally the parameter, ~11 words per element on a quick
@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from alice_ref.core.batch import AliceConfig, AliceState, Schedule
-from alice_ref.maths.step import ALPHA_COEFF
+from alice_ref.core import AliceConfig, Schedule
+from alice_ref.engines.contract import SCALARS, pack_scalars
 
-__all__ = ["kernel_source", "absorb_and_update", "probe_points", "update_state", "available"]
+__all__ = ["SCALARS", "kernel_source", "absorb_and_update", "probe_points", "available"]
 
 _KERNELS: dict = {}
 
@@ -42,11 +42,6 @@ _OPS = {  # dtype -> (ctype, add, sub, mul, div, sqrt, abs)
     "float64": ("double", "__dadd_rn", "__dsub_rn", "__dmul_rn", "__ddiv_rn", "__dsqrt_rn",
                 "fabs"),
 }
-
-#: Scalar parameters of the update kernel, in order (all of the state dtype).
-SCALARS = ("b1", "b2", "b3", "two_sigma", "sigma", "w1", "w2", "w2sq", "eps", "alpha_c",
-           "phi", "omega", "lo", "hi")
-
 
 def available() -> bool:
     """True when cupy imports and sees a CUDA device (never raises).
@@ -117,7 +112,7 @@ def kernel_source(dtype: str, sample: bool, update: bool, config: AliceConfig,
     ins = ["T g0"] + (["T gp", "T gm"] if sample else []) + [f"T {s}" for s in SCALARS]
     outs = ["T mu", "T nu", "T G", "T V", "T H", "T R"] + (["T p"] if param else [])
     c = config
-    L = [f"const {T} zero = 0;", f"const {T} one = 1;", f"const {T} two = 2;"]
+    L = [f"const {T} one = 1;"]  # zero and two arrive with the scalars (contract.SCALARS)
     if sample:  # absorb_curvature: H <- EMA_b3(H, |h| + w2 or h^2 + w2^2), R <- EMA_b3(R, rho)
         L.append(f"{T} hh = DIV(SUB(gp, gm), two_sigma);")  # (g+ - g-) / (2 sigma)
         if c.hess_comp == "rms":
@@ -190,8 +185,8 @@ def absorb_and_update(config: AliceConfig, sched: Schedule, mu, nu, G, V, H, R, 
     """One batch of one parameter in one kernel launch, in place on CuPy arrays: the core's
     ``absorb_sample`` (if ``g_plus``/``g_minus`` are given) or ``absorb_quick``, then
     ``apply_update`` (if ``sched.update``); ``param`` (optional) receives mu. The arguments
-    mean what they mean in :func:`alice_ref.engines.cpu.absorb_and_update` (the same arithmetic,
-    R3, R5, R6, R7). mu and nu must not share memory.
+    mean what they mean in :func:`alice_ref.engines.cpu.absorb_and_update` (the same
+    arithmetic, R3, R5, R6, R7). mu and nu must not share memory.
 
     Args:
         config: the hyperparameters.
@@ -246,16 +241,9 @@ def absorb_and_update(config: AliceConfig, sched: Schedule, mu, nu, G, V, H, R, 
     if lo_m < lo_n + nu.nbytes and lo_n < lo_m + mu.nbytes:
         raise ValueError("mu and nu share memory; the fused kernel updates both in place")
     dtype = str(mu.dtype)
-    sc = np.dtype(dtype).type  # Python floats rounded to the state dtype, as CuPy passes them
-    c = config
-    sigma = c.lr if lr is None else lr
-    lo, hi = c.bounds(lr)
-    scalars = dict(b1=sched.beta1, b2=sched.beta2, b3=sched.beta3, two_sigma=2.0 * sigma,
-                   sigma=sigma, w1=c.w1, w2=c.w2, w2sq=c.w2 * c.w2, eps=c.eps,
-                   alpha_c=ALPHA_COEFF, phi=c.phi, omega=c.omega, lo=lo, hi=hi)
-    args = grads + [sc(scalars[s]) for s in SCALARS] + st + ([param] if param is not None
-                                                               else [])
-    _kernel(dtype, sample, bool(sched.update), c, param is not None)(*args)
+    args = grads + list(pack_scalars(config, sched, lr, mu.dtype)) + st + (
+        [param] if param is not None else [])
+    _kernel(dtype, sample, bool(sched.update), config, param is not None)(*args)
 
 
 def probe_points(nu, z, sigma: float):
@@ -299,55 +287,3 @@ def probe_points(nu, z, sigma: float):
             f"alice_probe_{dtype}")
         _KERNELS[key] = k
     return k(nu, z, np.dtype(dtype).type(sigma))
-
-
-def update_state(state: AliceState, sched: Schedule, config: AliceConfig, g_zero, g_plus=None,
-                 g_minus=None, *, lr: float | None = None) -> AliceState:
-    """:func:`absorb_and_update` on every parameter of a state of CuPy arrays, in place.
-
-    Equal, bit for bit, to the core's ``apply_update(absorb_sample/absorb_quick(...))`` on
-    CuPy arrays. Every state array must have its own memory.
-
-    Args:
-        state: an AliceState of cupy arrays.
-        sched: the batch's schedule.
-        config: the hyperparameters.
-        g_zero: gradients at nu, one per parameter.
-        g_plus: gradients at nu + sigma z (sample step), or None.
-        g_minus: gradients at nu - sigma z (sample step), or None.
-        lr: current learning rate (None: config.lr).
-
-    Returns:
-        The state with t = sched.t (the same arrays, updated).
-
-    Raises:
-        ValueError: gradient lists of the wrong length, and the errors of
-            :func:`absorb_and_update`.
-
-    Example:
-        The gradient lists are checked first (no GPU needed for that); a real call needs one:
-
-        >>> import numpy as np
-        >>> from alice_ref import AliceConfig, init, schedule
-        >>> c = AliceConfig()
-        >>> update_state(init([np.zeros(2)]), schedule(1, c), c, g_zero=[])
-        Traceback (most recent call last):
-        ...
-        ValueError: g_zero has 0 arrays but the state has 1 parameters
-        >>> import cupy  # doctest: +SKIP
-        >>> state = init([cupy.zeros(2)])  # doctest: +SKIP
-        >>> state = state._replace(**{f: tuple(a.copy() for a in getattr(state, f))
-        ...                           for f in ("nu", "G", "V", "H", "R")})  # doctest: +SKIP
-        >>> update_state(state, schedule(2, c), c, [cupy.ones(2)]).t  # doctest: +SKIP
-        2
-    """
-    n = len(state.mu)
-    for name, gs in (("g_zero", g_zero), ("g_plus", g_plus), ("g_minus", g_minus)):
-        if gs is not None and len(gs) != n:
-            raise ValueError(f"{name} has {len(gs)} arrays but the state has {n} parameters")
-    for i in range(n):
-        absorb_and_update(config, sched, state.mu[i], state.nu[i], state.G[i], state.V[i],
-                          state.H[i], state.R[i], g_zero[i],
-                          None if g_plus is None else g_plus[i],
-                          None if g_minus is None else g_minus[i], lr=lr)
-    return state._replace(t=sched.t)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from alice_ref._xp import check_nonnegative, prepare
+from alice_ref._xp import prepare
+from alice_ref.checks import check_nonnegative
 
 __all__ = ["GLASS_COEFF", "JENSEN_COEFF", "loss_deviation_bound"]
 

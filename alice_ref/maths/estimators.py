@@ -12,7 +12,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from alice_ref._xp import check_positive, prepare
+from alice_ref._xp import prepare
+from alice_ref.checks import check_positive
 from alice_ref.maths.glass import glass_line_covariance
 
 __all__ = ["curvature_magnitude", "glass_density", "glass_kernel", "glass_density_from_line"]
@@ -21,7 +22,7 @@ CURVATURE_MODES = ("abs", "rms")
 
 
 def curvature_magnitude(g_plus, g_minus, sigma: float, mode: str = "abs"):
-    """Sign-free curvature sample of Alice, R3.
+    """Sign-free curvature sample of Alice, R3 (Alg. 2, steps 5-6).
 
     'abs': |g+ - g-| / (2 sigma), whose mean is >= |H_ii| (Jensen);
     'rms': ((g+ - g-) / (2 sigma))^2, whose mean is sum_j H_ij^2 + rho_i / (2 sigma) (the glass
@@ -44,7 +45,10 @@ def glass_density(g_plus, g_minus, g_zero, sigma: float):
 
     rho_hat = 2 (gbar - g0)^2 / sigma with gbar = (g+ + g-)/2: the kernel w = (1, -2, 1) on
     offsets (-1, 0, +1) annihilates constant and Hessian terms, and Var[gbar - g0] = sigma rho / 2
-    under R1, so E rho_hat = rho. Raises ValueError for sigma <= 0 or mismatched shapes.
+    under R1, so E rho_hat = rho. This is the official "variation density" of Alg. 2, steps 7-11
+    (gbar at step 7, g0 at step 8, rho_hat at steps 9-11;
+    docs/spec/algorithm.md#alg-2-sample-step). Raises ValueError for sigma <= 0 or mismatched
+    shapes.
 
     >>> import numpy as np
     >>> glass_density(np.array([2.0]), np.array([0.0]), np.array([0.0]), 0.5)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alice_ref._xp import check_positive, check_real
+from alice_ref.checks import check_positive, check_real
 
 __all__ = ["exact_phi", "nesterov_lag"]
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from alice_ref._xp import check_positive, check_real, prepare, to_numpy
+from alice_ref._xp import prepare, to_numpy
+from alice_ref.checks import check_positive, check_real
 
 __all__ = ["hessian_diag", "rademacher_from_uniform", "rademacher_variance"]
 

@@ -1,11 +1,11 @@
-"""R8 (cost schedule) and Alice's batch schedule (ALICE.md steps 1-2)."""
+"""R8 (cost schedule) and Alice's batch schedule (docs/spec/algorithm.md#one-batch, steps 1-2)."""
 
 from __future__ import annotations
 
 import numbers
 from fractions import Fraction
 
-from alice_ref._xp import check_real
+from alice_ref.checks import check_count, check_real
 
 __all__ = ["sample_cost", "curvature_beta", "warmup_length", "is_warmup", "is_sample_step",
            "ema_beta", "EVALS_SAMPLE", "EVALS_QUICK"]
@@ -15,9 +15,7 @@ EVALS_QUICK = 1  # g(nu)
 
 
 def _check_q(q) -> int:
-    if isinstance(q, bool) or not isinstance(q, numbers.Integral) or q < 0:
-        raise ValueError(f"quick_steps must be an integer >= 0, got {q!r}")
-    return int(q)
+    return check_count("quick_steps", q)
 
 
 def sample_cost(q: int) -> float:
@@ -75,9 +73,7 @@ def curvature_beta(beta2: float, q: int) -> float:
         ValueError: (quick_steps + 1) * (1 - beta2) must be < 1 so that beta3 = 0.0 is a ...
     """
     q = _check_q(q)
-    b2 = check_real("beta2", beta2)
-    if not 0.0 < b2 < 1.0:
-        raise ValueError(f"beta2 must be in (0, 1), got {beta2!r}")
+    b2 = check_real("beta2", beta2, lo=0.0, lo_open=True, hi=1.0, hi_open=True)
     b3 = 1.0 - (q + 1) * (1.0 - b2)
     if not b3 > 0.0:
         raise ValueError(
@@ -89,9 +85,10 @@ def curvature_beta(beta2: float, q: int) -> float:
 def warmup_length(beta1: float) -> float:
     """Warm-up threshold 1/(1 - beta1), exact for the decimal value of beta1 as written.
 
-    The intent (ALICE.md step 2) is a warm-up of one averaging time constant. Rounded arithmetic
-    misses it by one batch: the official code keeps beta1 in float32 (0.9 gives 9.9999976, so 9
-    batches, not 10) and even float64 gives 19.99999999999998 for 0.95. The threshold is
+    The intent (docs/spec/algorithm.md#one-batch, step 2) is a warm-up of one averaging time
+    constant. Rounded arithmetic misses it by one batch: the official code keeps beta1 in float32
+    (0.9 gives 9.9999976, so 9 batches, not 10) and even float64 gives 19.99999999999998 for 0.95
+    (docs/spec/algorithm.md#known-quirk-the-warm-up-length). The threshold is
     therefore computed from Fraction(repr(beta1)): 0.9 -> 10, 0.95 -> 20, 0.999 -> 1000; for
     beta1 exact in binary (0.5, 0.75, 0.875) it equals float arithmetic.
 
@@ -115,17 +112,16 @@ def warmup_length(beta1: float) -> float:
 
 
 def _warmup_fraction(beta1) -> Fraction:
-    b1 = check_real("beta1", beta1)
-    if not 0.0 <= b1 < 1.0:
-        raise ValueError(f"beta1 must be in [0, 1), got {beta1!r}")
+    b1 = check_real("beta1", beta1, lo=0.0, hi=1.0, hi_open=True)
     return 1 / (1 - Fraction(repr(b1)))
 
 
 def is_warmup(t: int, beta1: float) -> bool:
-    """Whether batch t (1-based) is a warm-up batch: t <= 1/(1 - beta1) (ALICE.md step 2).
+    """Whether batch t (1-based) is a warm-up batch: t <= 1/(1 - beta1).
 
-    The threshold is exact for the decimal beta1 (see :func:`warmup_length`); during warm-up
-    every batch is a sample step and the state is not updated.
+    The rule is docs/spec/algorithm.md#one-batch, step 2. The threshold is exact for the
+    decimal beta1 (see :func:`warmup_length`); during warm-up every batch is a sample step and
+    the state is not updated.
 
     Args:
         t: the batch number (1-based).

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from alice_ref._xp import check_nonnegative, check_real, is_traced, prepare
+from alice_ref._xp import is_traced, prepare
+from alice_ref.checks import check_nonnegative, check_real
 
 __all__ = ["ALPHA_COEFF", "LIMIT_METHODS", "effective_curvature", "optimal_step", "bounded_step"]
 
@@ -17,24 +18,28 @@ ALPHA_COEFF = 3.0 / (4.0 * math.pi)  # = (9/8) * (2 / (3 pi)) ~= 0.2387324
 LIMIT_METHODS = ("fixed", "sgdm", "adam")
 
 
-def _alpha(xp, a, r, eps):
-    """alpha = ALPHA_COEFF rho / (a + eps), with 0 where rho = 0 and inf where a + eps = 0 < rho."""
+def _h_opt(xp, a, h, r, eps):
+    """h_opt = h + alpha + sqrt(alpha (alpha + 2h)) + eps, alpha = ALPHA_COEFF rho / (a + eps) (R5).
+
+    The one definition of R5's effective curvature (Alg. 3, steps 1-2); every engine is a
+    transliteration of these lines. alpha is 0 where rho = 0 and inf where a + eps = 0 < rho
+    (reachable only with eps = 0, which AliceConfig refuses); where a + eps > 0 it is the plain
+    quotient, bit for bit.
+    """
     den = a + eps
     pos = den > 0
     safe = xp.where(pos, den, xp.ones_like(den))
-    return xp.where(pos, ALPHA_COEFF * r / safe, xp.where(r > 0, xp.full_like(r, math.inf), r))
+    alpha = xp.where(pos, ALPHA_COEFF * r / safe, xp.where(r > 0, xp.full_like(r, math.inf), r))
+    return alpha + h + xp.sqrt(alpha * (alpha + 2.0 * h)) + eps
 
 
 def _check_eps(eps) -> float:
     """eps as a float >= 0, else TypeError (not a real number) or ValueError naming eps."""
-    value = check_real("eps", eps)
-    if not value >= 0.0:
-        raise ValueError(f"eps must be >= 0, got {eps!r}")
-    return value
+    return check_real("eps", eps, lo=0.0)
 
 
 def effective_curvature(g, h, rho, eps: float = 0.0):
-    """Effective curvature h_opt of the optimal Hessian-glass step, R5.
+    """Effective curvature h_opt of the optimal Hessian-glass step, R5 (Alg. 3, steps 1-2).
 
     h_opt = h + alpha + sqrt(alpha (alpha + 2h)) + eps, alpha = 3 rho / (4 pi (|g| + eps)), so
     that d* = |g| / h_opt minimises -|g| d + h d^2/2 + c sqrt(rho) d^{3/2};
@@ -49,8 +54,7 @@ def effective_curvature(g, h, rho, eps: float = 0.0):
     xp, (g, h, r) = prepare(g=g, h=h, rho=rho)
     check_nonnegative("h", h)
     check_nonnegative("rho", r)
-    alpha = _alpha(xp, xp.abs(g), r, eps)
-    return h + alpha + xp.sqrt(alpha * (alpha + 2.0 * h)) + eps
+    return _h_opt(xp, xp.abs(g), h, r, eps)
 
 
 def optimal_step(g, h, rho, eps: float = 0.0):
@@ -73,7 +77,9 @@ def optimal_step(g, h, rho, eps: float = 0.0):
 
 
 def bounded_step(g, h, rho, v, lr_min, lr_max, limit: str = "adam", eps: float = 1e-8):
-    """Alice's signed step (ALICE.md step 5, before phi and omega), R5 + R6.
+    """Alice's signed step (before phi and omega), R5 + R6.
+
+    docs/spec/algorithm.md#one-batch, step 5; Alg. 3, steps 1-8.
 
     d = |g| / h_opt (R5, with eps guards), clipped to [lr_min f, lr_max f] with f = 1 ('fixed'),
     |g| ('sgdm') or |g| / (sqrt(v) + eps) ('adam'); a NaN d becomes the upper bound, as in the
@@ -104,9 +110,7 @@ def bounded_step(g, h, rho, v, lr_min, lr_max, limit: str = "adam", eps: float =
 def _bounded_step(xp, g, h, r, v, lo, hi, limit, eps):
     """Unchecked core of bounded_step (the optimiser's hot path calls this after validation)."""
     a = xp.abs(g)
-    alpha = ALPHA_COEFF * r / (a + eps)
-    h_opt = alpha + h + xp.sqrt(alpha * (alpha + 2.0 * h)) + eps
-    d = a / h_opt
+    d = a / _h_opt(xp, a, h, r, eps)  # R5 (Alg. 3, step 3)
     if limit == "sgdm":
         f = a
     elif limit == "adam":

@@ -1,4 +1,4 @@
-"""``alice-ref probe``: curvature diagnostics of a model (alice_ref.tools.diagnostics) from the shell.
+"""``alice-ref probe``: curvature diagnostics of a model (alice_ref.tools.diagnostics).
 
 Tasks: ``default`` -- the embedded ReLU teacher-student landscape in NumPy
 (landscapes.ReluTeacherStudent; groups W, c, v, d; no extra install) -- and ``digits`` -- a
@@ -8,15 +8,11 @@ matplotlib is installed (extra ``plot``), ``power_law.png`` and ``coverage.png``
 
 Exit codes: 0 done; 1 the run failed (e.g. a non-finite loss); 2 bad arguments (argparse);
 3 an optional dependency of the chosen task is missing (the message names the extra).
-
-Also holds the small helpers ``alice-ref train`` shares: the progress bar, the digits data and
-MLP, and the matplotlib/JSON writers.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -26,261 +22,29 @@ import numpy as np
 
 from alice_ref.landscapes import ReluTeacherStudent
 from alice_ref.tools import diagnostics as D
+from alice_ref.tools._output import Progress, new_figure, write_json
+from alice_ref.tools._tasks import (
+    EXIT_FAIL,
+    EXIT_MISSING,
+    EXIT_OK,
+    EXIT_USAGE,
+    MissingDependency,
+    load_digits_data,
+    make_mlp,
+    need_torch,
+)
 
 __all__ = [
     "DEFAULT_GROUPS",
-    "MissingDependency",
-    "Progress",
-    "load_digits_data",
+    "add_arguments",
+    "format_report",
     "main",
-    "make_mlp",
+    "plot_report",
     "register",
     "run",
 ]
 
 DEFAULT_GROUPS = ("W", "c", "v", "d")  # ReluTeacherStudent.param_sizes order
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_MISSING = 0, 1, 2, 3
-
-
-class MissingDependency(RuntimeError):
-    """An optional package needed by the chosen task is not installed (exit code 3).
-
-    Example:
-        A RuntimeError whose message says what to install:
-
-        >>> issubclass(MissingDependency, RuntimeError)
-        True
-    """
-
-
-# -- shared helpers ------------------------------------------------------------------------------
-
-class Progress:
-    """A progress bar: tqdm when installed, else a plain counter on stderr; silent if disabled.
-
-    Args:
-        total: the number of units of work.
-        desc: the label shown before the count.
-        enabled: False for no output at all (the count is still kept in ``n``).
-
-    Example:
-        A silent bar still counts:
-
-        >>> bar = Progress(10, "probe", enabled=False)
-        >>> bar.update(); bar.set(4); bar.set(2); bar.close()
-        >>> bar.n
-        4
-    """
-
-    def __init__(self, total: int, desc: str = "", enabled: bool = True):
-        self.total, self.desc, self.enabled, self.n = int(total), desc, enabled, 0
-        self._bar, self._last = None, 0.0
-        if not enabled:
-            return
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            tqdm = None
-        if tqdm is not None:
-            self._bar = tqdm(total=self.total, desc=desc, leave=False, file=sys.stderr,
-                             dynamic_ncols=True)
-
-    def update(self, n: int = 1):
-        """Advance by n units.
-
-        Args:
-            n: units done since the last call.
-
-        Example:
-            Counting without output:
-
-            >>> bar = Progress(5, enabled=False)
-            >>> bar.update(2); bar.update()
-            >>> bar.n
-            3
-        """
-        self.n += n
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.update(n)
-            return
-        now = time.monotonic()
-        if now - self._last > 0.5 or self.n >= self.total:
-            self._last = now
-            print(f"\r{self.desc}: {self.n}/{self.total}", end="", file=sys.stderr, flush=True)
-
-    def set(self, n: int):
-        """Move to absolute position n (never backwards).
-
-        Args:
-            n: the number of units done so far.
-
-        Example:
-            A smaller position is ignored:
-
-            >>> bar = Progress(5, enabled=False)
-            >>> bar.set(3); bar.set(1)
-            >>> bar.n
-            3
-        """
-        if n > self.n:
-            self.update(n - self.n)
-
-    def close(self):
-        """Finish the bar (close tqdm, or end the counter's line on stderr).
-
-        Example:
-            Nothing to do for a disabled bar:
-
-            >>> Progress(1, enabled=False).close()
-        """
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.close()
-        else:
-            print(file=sys.stderr, flush=True)
-
-
-def _need_torch():
-    try:
-        import torch
-    except ImportError as e:
-        raise MissingDependency("this task needs torch: pip install 'alice-ref[torch]'") from e
-    return torch
-
-
-def load_digits_data(split_seed: int = 0, test_fraction: float = 0.2):
-    """scikit-learn's bundled 8x8 digits (1797 images, no download) as torch tensors.
-
-    Pixels scaled to [0, 1]; a stratified split fixed by ``split_seed``.
-
-    Args:
-        split_seed: seed of the train/test split.
-        test_fraction: fraction of each class held out.
-
-    Returns:
-        (X_train, y_train, X_test, y_test) with float32 inputs of 64 pixels and int64 labels.
-
-    Raises:
-        MissingDependency: torch or scikit-learn is not installed.
-
-    Example:
-        20% of each class held out, 1797 images in all (needs the data extra, so not run
-        by the doctests):
-
-        >>> Xtr, ytr, Xte, yte = load_digits_data()  # doctest: +SKIP
-        >>> len(Xtr) + len(Xte), tuple(Xtr.shape[1:]), Xtr.dtype  # doctest: +SKIP
-        (1797, (64,), torch.float32)
-    """
-    torch = _need_torch()
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as e:
-        raise MissingDependency("--task digits needs scikit-learn: pip install "
-                                "'alice-ref[data]'") from e
-    X, y = load_digits(return_X_y=True)
-    X = X.astype(np.float32) / 16.0
-    rng = np.random.default_rng(split_seed)
-    test = np.zeros(len(y), dtype=bool)
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        test[rng.choice(idx, round(test_fraction * len(idx)), replace=False)] = True
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
-    return t(X[~test]), t(y[~test].astype(np.int64)), t(X[test]), t(y[test].astype(np.int64))
-
-
-def make_mlp(seed: int, hidden: int = 64, n_in: int = 64, n_out: int = 10):
-    """A one-hidden-layer ReLU MLP (fc1 -> ReLU -> fc2), float32, initialised from ``seed``.
-
-    torch's global random state is left as it was.
-
-    Args:
-        seed: seed of the initialisation.
-        hidden: hidden units.
-        n_in: inputs.
-        n_out: outputs.
-
-    Returns:
-        A ``torch.nn.Sequential`` with modules 'fc1', 'relu', 'fc2'.
-
-    Raises:
-        MissingDependency: torch is not installed.
-
-    Example:
-        The same seed gives the same model:
-
-        >>> import torch
-        >>> m = make_mlp(0, hidden=3, n_in=2, n_out=1)
-        >>> [tuple(p.shape) for p in m.parameters()]
-        [(3, 2), (3,), (1, 3), (1,)]
-        >>> torch.equal(m.fc1.weight, make_mlp(0, hidden=3, n_in=2, n_out=1).fc1.weight)
-        True
-    """
-    torch = _need_torch()
-    from collections import OrderedDict
-
-    with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
-        torch.manual_seed(int(seed))
-        model = torch.nn.Sequential(OrderedDict([
-            ("fc1", torch.nn.Linear(n_in, hidden)), ("relu", torch.nn.ReLU()),
-            ("fc2", torch.nn.Linear(hidden, n_out))]))
-    return model
-
-
-def write_json(path: str, obj) -> None:
-    """Write obj as indented JSON with a final newline; NaN/Inf are refused.
-
-    Args:
-        path: the file to write.
-        obj: JSON-serialisable data (e.g. a report's ``to_dict()``).
-
-    Raises:
-        ValueError: obj holds a NaN or an infinity.
-
-    Example:
-        Round trip through a temporary file:
-
-        >>> import json, os, tempfile
-        >>> path = os.path.join(tempfile.mkdtemp(), "r.json")
-        >>> write_json(path, {"a": [1, 2.5]})
-        >>> json.load(open(path))
-        {'a': [1, 2.5]}
-    """
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, allow_nan=False)
-        f.write("\n")
-
-
-def new_figure(w=10.0, h=4.0, ncols=1, nrows=1):
-    """A matplotlib Figure on the Agg canvas (no pyplot, no global backend change), or None.
-
-    Args:
-        w: width in inches.
-        h: height in inches.
-        ncols: columns of axes.
-        nrows: rows of axes.
-
-    Returns:
-        (figure, 2-D array of axes), or (None, None) without matplotlib.
-
-    Example:
-        One row of two axes (None without matplotlib):
-
-        >>> fig, axes = new_figure(ncols=2)
-        >>> None if axes is None else axes.shape
-        (1, 2)
-    """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        return None, None
-    fig = Figure(figsize=(w, h), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    return fig, axes
 
 
 # -- the probe -----------------------------------------------------------------------------------
@@ -314,7 +78,9 @@ def _pretrain_numpy(L, theta, steps, batch, rng, lr=1e-2):
 
 
 def _digits_problem(args):
-    torch = _need_torch()
+    torch = need_torch()
+    from alice_torch.problems import from_torch
+
     Xtr, ytr, _, _ = load_digits_data()
     model = make_mlp(args.seed)
     loss_fn = torch.nn.functional.cross_entropy
@@ -328,7 +94,7 @@ def _digits_problem(args):
             opt.step()
     idx = torch.randperm(len(ytr), generator=g)[:args.batch] if args.batch else \
         torch.arange(len(ytr))
-    prob = D.from_torch(model, loss_fn, Xtr[idx], ytr[idx], groups="parameters")
+    prob = D.Problem(*from_torch(model, loss_fn, Xtr[idx], ytr[idx], groups="parameters"))
     meta = {"task": "digits", "model": "MLP 64-64-10 (ReLU), cross-entropy, float32",
             "data": "sklearn.datasets.load_digits (train split)",
             "batch": len(idx), "pretrain_adam_steps": args.pretrain}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Alice's cost against Adam's, and the NumPy update against the memory-bandwidth floor.
 
-    python benchmarks/bench.py [--quick] [--threads N] [--out DIR] [--only torch,jax,numpy,memory]
+    python benchmarks/bench.py [--quick] [--threads N] [--out DIR] [--only numpy,driver,torch,jax,memory]
 
 Everything that is compared is measured in the same run, interleaved (rounds that rotate the
 order of the contenders) and summarised by medians, so a machine shared with other work moves
@@ -19,6 +19,8 @@ Sections
 - numpy: elements per second of the per-element batch update (generic core; alice_ref.engines.cpu)
   against a STREAM triad a = b + s c measured in the same run; the fraction of the bandwidth
   bound is (elements/s x words the update must move x bytes per word) / triad bytes/s.
+- driver: ms per batch of alice_ref.Alice on 4M float32 parameters, the engine that
+  alice_ref.engines.select picks against engine='core'.
 - memory: optimiser-state bytes per parameter byte (torch and jax), against the official
   implementation's 7 words beyond the parameter.
 """
@@ -48,7 +50,7 @@ def _args(argv=None):
                          "keeps its defaults: its single-thread flags make its CPU code for "
                          "division and select ~5x slower (docs/performance.md)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    ap.add_argument("--only", default="numpy,torch,jax,memory",
+    ap.add_argument("--only", default="numpy,driver,torch,jax,memory",
                     help="comma-separated sections to run")
     ap.add_argument("--params", type=int, default=4 * 1024 * 1024,
                     help="parameters of the linear problem (a multiple of 4 * 1024)")
@@ -167,19 +169,17 @@ def bench_numpy(n: int, rounds: int) -> dict:
     def np_sqrt(x, out):  # a caller's sqrt: the split form the PyTorch adapter runs
         np.sqrt(x, out=out)
 
-    paths = {"ufunc": ("numpy", None)}
-    if "numba" in fast.ENGINES:
-        paths |= {"numba": ("numba", None), "numba_split": ("numba", np_sqrt)}
+    paths = {"numba": None, "numba_split": np_sqrt} if fast.AVAILABLE else {}
 
-    def updater(engine, hook, sched, sample):
+    def updater(hook, sched, sample):
         gs = (g[0], g[1]) if sample else ()
         return lambda: fast.absorb_and_update(cfg, sched, *state, g[2], *gs, lr=cfg.lr,
-                                              param=p, threads=th, engine=engine, sqrt=hook)
+                                              param=p, threads=th, sqrt=hook)
 
     contenders = {"triad": triad, "add": add, "copy": copy}
-    for name, (engine, hook) in paths.items():
-        contenders[f"{name}_quick"] = updater(engine, hook, quick, False)
-        contenders[f"{name}_sample"] = updater(engine, hook, sample, True)
+    for name, hook in paths.items():
+        contenders[f"{name}_quick"] = updater(hook, quick, False)
+        contenders[f"{name}_sample"] = updater(hook, sample, True)
 
     core_state = alice_ref.AliceState(12, *([x.copy()] for x in state), 0)
 
@@ -220,6 +220,40 @@ def bench_numpy(n: int, rounds: int) -> dict:
     return {"n": n, "dtype": "float32", "threads": th, "triad_GBps": triad_bw / 1e9,
             "best_stream_GBps": best_bw / 1e9, "add_GBps": 3 * item * n / t["add"] / 1e9,
             "copy_GBps": 2 * item * n / t["copy"] / 1e9, "rows": rows, "q3_mix": mixes}
+
+
+# -- NumPy driver: alice_ref.Alice per batch -----------------------------------------------------
+
+def bench_driver(n: int, rounds: int) -> dict:
+    """ms per batch of alice_ref.Alice(q=3) on n float32 parameters, the engine that
+    alice_ref.engines.select picks (threads 1 and 2) against engine='core' (the reference, the
+    path every batch took before the engines were wired in), for a free gradient (the linear
+    loss sum(c theta): g = c) and one that allocates (g = c theta, the gradient of the
+    quadratic sum(c theta^2)/2). Batches are timed in whole q + 1 = 4 cycles after warm-up."""
+    rng = np.random.default_rng(0)
+    c = rng.standard_normal(n).astype(np.float32)
+    grads = {"free": lambda p: (0.0, [c]), "allocating": lambda p: (0.0, [p[0] * c])}
+    setups = {"core": dict(engine="core"), "engine": {},
+              "engine_2threads": dict(threads=2)}
+    res = {"n": n, "dtype": "float32", "engine": alice_ref.engines.select(
+        [np.zeros(1, np.float32)]), "ms_per_batch": {}, "speedup_over_core": {}}
+    for gname, vg in grads.items():
+        opts, contenders = {}, {}
+        for name, kw in setups.items():
+            opt = alice_ref.Alice([np.zeros(n, np.float32)], lr=1e-3, seed=0, **kw)
+            for _ in range(12):  # warm-up (10 batches for beta1 = 0.9), compile, fault in
+                opt.step(vg)
+            opts[name] = opt
+
+            def cycle(opt=opt, vg=vg):
+                for _ in range(4):
+                    opt.step(vg)
+            contenders[name] = cycle
+        t = interleaved(contenders, rounds)
+        ms = {k: v / 4 * 1e3 for k, v in t.items()}
+        res["ms_per_batch"][gname] = ms
+        res["speedup_over_core"][gname] = {k: ms["core"] / ms[k] for k in ms if k != "core"}
+    return res
 
 
 # -- torch ----------------------------------------------------------------------------------------
@@ -515,6 +549,14 @@ def markdown(res: dict) -> str:
                 f"{mix['fraction_of_triad_bound']:.0%} of the triad bound "
                 f"({mix['fraction_of_best_stream_bound']:.0%} of the best stream rate){extra}",
                 target, (mix["fraction_of_triad_bound"] >= 0.5) if target else None)
+    d = res.get("driver")
+    if d:
+        for gname, ms in d["ms_per_batch"].items():
+            sp = d["speedup_over_core"][gname]
+            row(f"alice_ref.Alice(q=3), {d['n'] / 1e6:.1f}M float32, {gname} gradient: "
+                f"engine '{d['engine']}' / threads 2 / engine='core', ms per batch",
+                f"{ms['engine']:.1f} / {ms['engine_2threads']:.1f} / {ms['core']:.1f} "
+                f"({sp['engine']:.1f}x, {sp['engine_2threads']:.1f}x)", ">= 5x", sp["engine"] >= 5)
     mem = res.get("memory")
     if mem:
         for k, v in mem.items():
@@ -533,6 +575,8 @@ def main():
     t0 = time.time()
     if "numpy" in only:
         res["numpy"] = bench_numpy(ARGS.params, 5 if ARGS.quick else 15)
+    if "driver" in only:
+        res["driver"] = bench_driver(ARGS.params, 3 if ARGS.quick else 9)
     if "torch" in only:
         res["torch"] = bench_torch(ARGS.quick)
     if "jax" in only:

@@ -1,6 +1,6 @@
-"""The layering of docs/spec/design.md#layers, checked on the source (ast), imports inside
-functions included: no module imports a higher layer, and nothing below the adapters imports a
-framework.
+"""The layering of docs/spec/design.md#the-package-layout, checked on the source (ast),
+imports inside functions included: no module imports a higher layer, and nothing below the
+adapters imports a framework.
 
     0 alice_ref._xp, alice_ref.checks       array helpers, argument checks
     1 alice_ref.maths                       the results R1-R8

@@ -10,7 +10,6 @@ come from a seeded NumPy Generator.
 from __future__ import annotations
 
 import copy
-import numbers
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -548,8 +547,7 @@ def minimize(value_and_grad: Callable, params, n_batches: int, *, config: AliceC
         >>> len(losses), opt.state.t
         (5, 5)
     """
-    if isinstance(n_batches, bool) or not isinstance(n_batches, numbers.Integral) or n_batches < 0:
-        raise ValueError(f"n_batches must be an integer >= 0, got {n_batches!r}")
+    check_count("n_batches", n_batches)
     opt = Alice(params, config, seed=seed, **hyper)
     losses = []
     for _ in range(int(n_batches)):

@@ -14,10 +14,10 @@ R3 (estimators), R5/R6 (step), R7 (look-ahead) and R8 (schedule).
 from __future__ import annotations
 
 import math
-import numbers
 from typing import NamedTuple
 
 from alice_ref._xp import array_namespace, is_array_api_obj
+from alice_ref.checks import check_count
 from alice_ref.core.config import HESS_COMPS, AliceConfig
 from alice_ref.core.state import AliceState
 from alice_ref.maths.estimators import curvature_magnitude, glass_density
@@ -101,9 +101,7 @@ def schedule(t, config: AliceConfig, dtype=None) -> Schedule:
         tf = xp.astype(t, xp.float32 if dtype is None else dtype)
         sample = xp.logical_or(t <= n_warm, t % q1 == 0)
     else:
-        if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 1:
-            raise ValueError(f"t must be an integer >= 1, got {t!r}")
-        t = tf = int(t)
+        t = tf = check_count("t", t, lo=1)
         sample = t <= n_warm or t % q1 == 0
     return Schedule(t, sample, t > n_warm, ema_beta(config.beta1, tf),
                     ema_beta(config.beta2, tf), ema_beta(config.beta3, tf))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from alice_ref.checks import check_count
 from alice_ref.core import AliceConfig, Schedule
 
 __all__ = ["AVAILABLE", "DEFAULT_CHUNK", "Workspace", "absorb_and_update", "probe_points",
@@ -59,9 +60,7 @@ class Workspace:
     """
 
     def __init__(self, chunk: int = DEFAULT_CHUNK):
-        if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
-            raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
-        self.chunk = int(chunk)
+        self.chunk = check_count("chunk", chunk, lo=1)
         self._sets: dict = {}
 
     def get(self, dtype, slot: int = 0):
@@ -113,9 +112,7 @@ _POOL = [None, 0]  # a ThreadPoolExecutor and its size, made on first use of thr
 
 
 def _check_threads(threads) -> int:
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
-    return int(threads)
+    return check_count("threads", threads, lo=1)
 
 
 def _in_parts(n: int, chunk: int, threads: int, body) -> None:

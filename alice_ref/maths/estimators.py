@@ -7,13 +7,12 @@ unbiased quadratic estimator annihilates the polynomial and whitens C (REML).
 
 from __future__ import annotations
 
-import numbers
 from functools import lru_cache
 
 import numpy as np
 
 from alice_ref._xp import prepare
-from alice_ref.checks import check_positive
+from alice_ref.checks import check_count, check_positive
 from alice_ref.maths.glass import glass_line_covariance
 
 __all__ = ["curvature_magnitude", "glass_density", "glass_kernel", "glass_density_from_line"]
@@ -61,8 +60,7 @@ def glass_density(g_plus, g_minus, g_zero, sigma: float):
 
 
 def _check_design(offsets, order):
-    if isinstance(order, bool) or not isinstance(order, numbers.Integral) or order < 0:
-        raise ValueError(f"order must be an integer >= 0, got {order!r}")
+    check_count("order", order)
     try:
         s = tuple(float(v) for v in offsets)
     except (TypeError, ValueError) as e:

@@ -9,13 +9,12 @@ alpha / |h| with alpha = ALPHA_COEFF rho / |g| (R5), each an :class:`Estimate`.
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from collections.abc import Callable
 
 import numpy as np
 
 from alice_ref._xp import to_numpy
+from alice_ref.checks import check_count, check_real
 from alice_ref.driver import draw_rademacher
 from alice_ref.maths.estimators import curvature_magnitude, glass_density
 from alice_ref.maths.probes import hessian_diag
@@ -182,12 +181,8 @@ def curvature_probe(problem: Problem, sigma: float, n_probes: int = 16, seed=0, 
         [('a', 0.0, 2.0, 2.0), ('b', 0.0, 2.0, 2.0)]
     """
     params, groups = _check_problem(problem)
-    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not (
-            math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
-    sigma = float(sigma)
-    if isinstance(n_probes, bool) or not isinstance(n_probes, numbers.Integral) or n_probes < 2:
-        raise ValueError(f"n_probes must be an integer >= 2 (standard errors), got {n_probes!r}")
+    sigma = check_real("sigma", sigma, lo=0.0, lo_open=True, finite=True)
+    check_count("n_probes", n_probes, lo=2)  # two probes at least for standard errors
     rng, count, total = _rng(seed), [0], 1 + 2 * n_probes
     tick = (lambda: callback(count[0], total)) if callback else (lambda: None)
     loss, g0 = _evaluate(problem, params, count)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Callable, Sequence
 
+from alice_ref.checks import check_count
 from alice_ref.driver import draw_rademacher
 from alice_ref.maths.glass import power_law_exponent
 from alice_ref.tools._output import json_safe
@@ -191,8 +191,7 @@ def power_law_sweep(problem: Problem, scales: Sequence[float], n_probes: int = 8
     if len(ts) < 3 or len(set(ts)) < 2 or not all(t > 0 and math.isfinite(t) for t in ts):
         raise ValueError(f"scales must hold at least 3 positive finite values with 2 distinct, "
                          f"got {scales!r}")
-    if isinstance(n_probes, bool) or not isinstance(n_probes, numbers.Integral) or n_probes < 2:
-        raise ValueError(f"n_probes must be an integer >= 2, got {n_probes!r}")
+    check_count("n_probes", n_probes, lo=2)
     if not 0.0 < float(ci_level) < 1.0:
         raise ValueError(f"ci_level must be in (0, 1), got {ci_level!r}")
     rng, count, total = _rng(seed), [0], 1 + n_probes * len(ts)

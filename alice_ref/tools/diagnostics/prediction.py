@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from alice_ref._xp import array_namespace, from_numpy
+from alice_ref.checks import check_count
 from alice_ref.driver import draw_rademacher
 from alice_ref.maths.bounds import loss_deviation_bound
 from alice_ref.tools._output import json_safe
@@ -188,8 +188,7 @@ def loss_prediction(problem: Problem, curvature: CurvatureReport, step_sizes: Se
     taus = [float(t) for t in step_sizes]
     if not taus or not all(t > 0 and math.isfinite(t) for t in taus):
         raise ValueError(f"step_sizes must be positive finite numbers, got {step_sizes!r}")
-    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 2:
-        raise ValueError(f"n_steps must be an integer >= 2, got {n_steps!r}")
+    check_count("n_steps", n_steps, lo=2)
     if len(curvature.hess_diag) != len(params):
         raise ValueError("curvature must come from curvature_probe on the same problem")
     rng, count, total = _rng(seed), [0], len(taus) * n_steps

@@ -40,6 +40,7 @@ __all__ = ["NonFiniteGradientError", "draw_rademacher", "run_batch", "Alice", "m
 #: Names of the evaluations of a batch (NonFiniteGradientError.evaluation), in the order of
 #: docs/spec/algorithm.md#one-batch, step 3.
 EVALUATIONS = ("g+", "g-", "g0")
+_WHERE = {"g+": "nu + sigma z", "g-": "nu - sigma z", "g0": "nu"}
 
 
 class NonFiniteGradientError(FloatingPointError):
@@ -213,11 +214,20 @@ def run_batch(state: AliceState, config: AliceConfig, value_and_grad: Callable, 
     saved_rng = _rng_position(rng) if sched.sample and probes is None else None
 
     def evaluate(points, which):
-        loss, grads = value_and_grad(points)
-        grads = list(grads)
+        out = value_and_grad(points)
+        try:
+            loss, grads = out
+        except (TypeError, ValueError):
+            raise TypeError(f"value_and_grad must return a pair (loss, grads), got "
+                            f"{type(out).__name__}") from None
+        raw = list(grads) if isinstance(grads, (list, tuple)) else grads
+        grads = _as_state(raw, state.mu, f"grads[{{i}}] at {_WHERE[which]} ({which})")
         bad = _first_nonfinite(grads)
         if bad is not None:
             raise NonFiniteGradientError(bad, which, sched.t)
+        if which != EVALUATIONS[2]:  # own g+ and g- now: value_and_grad may reuse one buffer
+            grads = [array_namespace(g).asarray(g, copy=True) if g is r else g
+                     for g, r in zip(grads, raw)]
         return loss, grads
 
     try:
@@ -230,8 +240,6 @@ def run_batch(state: AliceState, config: AliceConfig, value_and_grad: Callable, 
         else:
             gp = gm = None
             loss, g0 = evaluate(_points(state, None, sigma, like, name)[2], EVALUATIONS[2])
-        g0, gp, gm = (None if g is None else _as_state(g, state.mu, name) for g, name in
-                      ((g0, "g_zero"), (gp, "g_plus"), (gm, "g_minus")))
     except NonFiniteGradientError:
         _restore_rng(rng, saved_rng)
         if config.nonfinite == "raise":

@@ -347,15 +347,22 @@ def alice_step(G, V, H, R, config: AliceConfig, lr: float | None = None):
 # -- whole-state functions (Python schedule) -----------------------------------------------------
 
 def _as_state(xs, ref, name):
+    """One array per parameter, of its shape, cast to the state dtype. Errors name entry i as
+    ``name[i]``, or as ``name.format(i=i)`` when ``name`` holds ``{i}``."""
+    entry = (lambda i: name.format(i=i)) if "{i}" in name else (lambda i: f"{name}[{i}]")
+    what = name.replace("[{i}]", "").replace("{i}", "")
+    if is_array_api_obj(xs) or not hasattr(xs, "__len__"):
+        raise TypeError(f"{what} must be a sequence with one array per parameter, got "
+                        f"{type(xs).__name__}")
     xs = list(xs)
     if len(xs) != len(ref):
-        raise ValueError(f"{name} has {len(xs)} arrays but the state has {len(ref)} parameters")
+        raise ValueError(f"{what} has {len(xs)} arrays but the state has {len(ref)} parameters")
     out = []
     for i, (x, r) in enumerate(zip(xs, ref)):
         if not is_array_api_obj(x):
-            raise TypeError(f"{name}[{i}] must be an array, got {type(x).__name__}")
+            raise TypeError(f"{entry(i)} must be an array, got {type(x).__name__}")
         if tuple(x.shape) != tuple(r.shape):
-            raise ValueError(f"{name}[{i}] has shape {tuple(x.shape)}, parameter {i} has "
+            raise ValueError(f"{entry(i)} has shape {tuple(x.shape)}, parameter {i} has "
                              f"shape {tuple(r.shape)}")
         xp = array_namespace(r)
         out.append(x if x.dtype == r.dtype else xp.astype(x, r.dtype))

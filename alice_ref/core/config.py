@@ -89,10 +89,9 @@ class AliceConfig:
         put("_defaulted", frozenset(k for k in ("phi", "lr_max") if getattr(self, k) is None))
         real = lambda name, v, **rng: check_real(name, v, finite=True, **rng)  # noqa: E731
         put("lr", real("lr", self.lr, lo=0.0, lo_open=True))
-        try:
-            b1, b2 = self.betas
-        except (TypeError, ValueError):
-            raise ValueError(f"betas must be a pair (beta1, beta2), got {self.betas!r}") from None
+        if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {self.betas!r}")
+        b1, b2 = self.betas
         put("betas", tuple(real(f"betas[{i}]", b, lo=0.0, lo_open=True, hi=1.0, hi_open=True)
                            for i, b in enumerate((b1, b2))))
         put("eps", real("eps", self.eps, lo=0.0, lo_open=True))

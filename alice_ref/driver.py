@@ -208,6 +208,8 @@ def run_batch(state: AliceState, config: AliceConfig, value_and_grad: Callable, 
     if lr is not None:
         lr = check_lr(lr)
     sigma = config.lr if lr is None else lr
+    for dt in {str(m.dtype) for m in state.mu}:  # the scalars as the state dtype carries them
+        config.check_dtype(dt, lr)
     like = list(state.mu) if like is None else list(like)
     if sched.sample and probes is not None:
         probes = _as_state(probes, state.mu, "probes")  # no silent broadcasting of z

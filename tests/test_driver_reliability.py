@@ -67,3 +67,17 @@ def test_gradient_errors_name_the_evaluation_not_internals():
     after = opt.state_dict()
     assert before["t"] == after["t"] == 0
     assert before["rng"] == after["rng"]  # the generator is put back too
+
+
+@pytest.mark.parametrize("hyper", [dict(eps=1e-46), dict(lr=1e-46), dict(lr_max=3.4e38),
+                                   dict(w1=1e38), dict(w2=1e38), dict(omega=1e38)])
+def test_hyperparameters_are_checked_in_the_state_dtype(hyper):
+    """float32 state cannot carry these (0/0 = NaN in H, R or the step, or nu = inf from finite
+    gradients); they are refused before anything changes, naming the argument. float64 state
+    carries them."""
+    name = next(iter(hyper))
+    opt = ar.Alice([np.ones(3, np.float32)], **hyper)
+    with pytest.raises(ValueError, match=f"{name} = .* float32"):
+        opt.step(lambda p: (0.0, [p[0]]))
+    assert opt.state.t == 0 and np.array_equal(opt.state.mu[0], np.ones(3))
+    ar.Alice([np.ones(3)], **hyper).step(lambda p: (0.0, [p[0]]))  # float64: fine

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 
 from alice_ref.checks import check_bool, check_choice, check_count, check_real
 from alice_ref.maths.schedule import curvature_beta, warmup_length
@@ -125,6 +127,41 @@ class AliceConfig:
                       doc="Warm-up threshold 1/(1 - beta1), exact for the decimal beta1 "
                           "(alice_ref.maths.schedule.warmup_length).")
 
+    def check_dtype(self, dtype, lr: float | None = None) -> None:
+        """Refuse hyperparameters that the state dtype cannot carry.
+
+        The scalars are validated as float64 but used rounded to the state dtype (float32 for
+        most models), where a value below the dtype's range rounds to 0 (eps or sigma = 0 give
+        0/0 = NaN in H, R or the step) and one near its top overflows in a product (nu = inf
+        from finite gradients). Every nonzero scalar of the update (lr = sigma, eps, lr_min,
+        lr_max and the current bounds, w1, w2, phi, omega) must lie in [sqrt(tiny), sqrt(max)]
+        of the dtype (float32: [1.1e-19, 1.8e19]; float64: [1.5e-154, 1.3e154]), so that no
+        product of two of them underflows to 0 or overflows.
+
+        Args:
+            dtype: the state's floating dtype (any object with a NumPy-compatible name).
+            lr: the current learning rate (None: self.lr).
+
+        Raises:
+            ValueError: naming the hyperparameter, its value and the dtype's range.
+
+        Example:
+            >>> AliceConfig(eps=1e-30).check_dtype("float64")
+            >>> AliceConfig(eps=1e-30).check_dtype("float32")  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            ValueError: eps = 1e-30 cannot be carried by float32 state: ... [1.1e-19, 1.8e+19] there
+        """
+        lo_ok, hi_ok = _dtype_range(str(dtype).rsplit(".", 1)[-1])
+        lo, hi = self.bounds(lr)
+        for name, v in (("lr", self.lr if lr is None else lr), ("eps", self.eps),
+                        ("lr_min", self.lr_min), ("lr_max", self.lr_max), ("lr_min (scaled)", lo),
+                        ("lr_max (scaled)", hi), ("w1", self.w1), ("w2", self.w2),
+                        ("phi", self.phi), ("omega", self.omega)):
+            if v != 0.0 and not lo_ok <= abs(v) <= hi_ok:
+                raise ValueError(f"{name} = {v!r} cannot be carried by {dtype} state: nonzero "
+                                 f"hyperparameters must lie in [{lo_ok:.2g}, {hi_ok:.2g}] there")
+
     def bounds(self, lr: float | None = None) -> tuple[float, float]:
         """Step bounds (tau_lo, tau_hi) for the current learning rate, R6.
 
@@ -188,3 +225,10 @@ class AliceConfig:
             self, **{k: None for k in self._defaulted if k not in changes}, **changes)
 
 
+@functools.lru_cache(maxsize=None)
+def _dtype_range(name: str) -> tuple[float, float]:
+    """[sqrt(tiny), sqrt(max)] of a floating dtype (float16/bfloat16 state is float32)."""
+    import numpy as np
+
+    info = np.finfo(np.float64 if name == "float64" else np.float32)
+    return math.sqrt(float(info.tiny)), math.sqrt(float(info.max))

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
+from alice_ref._atomic import commit_section
 from alice_ref._xp import array_namespace, device, to_numpy
 from alice_ref.checks import check_count, check_lr
 from alice_ref.core import (
@@ -202,6 +204,35 @@ def run_batch(state: AliceState, config: AliceConfig, value_and_grad: Callable, 
         >>> s2.skipped, s2.t, loss, s2.mu is s.mu
         (1, 1, None, True)
     """
+    batch = _evaluate(state, config, value_and_grad, rng, like, lr, probes, engine, threads)
+    if batch.skipped:
+        return state._replace(skipped=state.skipped + 1), None
+    if not inplace:
+        return _commit(state, config, batch, inplace=False), batch.loss
+    with commit_section():  # the caller gives ``state`` up: write it whole or not at all
+        return _commit(state, config, batch, inplace=True), batch.loss
+
+
+class _Batch(NamedTuple):
+    """What a batch's evaluation phase hands to its commit (all checked)."""
+
+    sched: object
+    loss: object
+    g0: list | None
+    gp: list | None
+    gm: list | None
+    lr: float | None
+    engine: str
+    options: dict
+    saved_rng: object = None
+    skipped: bool = False
+
+
+def _evaluate(state, config, value_and_grad, rng, like, lr, probes, engine, threads) -> _Batch:
+    """Steps 1-3/4 up to the absorb: schedule, checks, probes and the checked evaluations.
+
+    Changes nothing but the generator, which any exception (or a skipped batch) puts back.
+    """
     sched = schedule(state.t + 1, config)
     name = select(state, engine)
     threads = check_count("threads", threads, lo=1)
@@ -242,17 +273,16 @@ def run_batch(state: AliceState, config: AliceConfig, value_and_grad: Callable, 
         else:
             gp = gm = None
             loss, g0 = evaluate(_points(state, None, sigma, like, name)[2], EVALUATIONS[2])
+        return _Batch(sched, loss, g0, gp, gm, lr, name,
+                      {"threads": threads} if name == "cpu" else {}, saved_rng)
     except NonFiniteGradientError:
         _restore_rng(rng, saved_rng)
         if config.nonfinite == "raise":
             raise
-        return state._replace(skipped=state.skipped + 1), None
+        return _Batch(sched, None, None, None, None, lr, name, {}, skipped=True)
     except BaseException:
         _restore_rng(rng, saved_rng)  # any failed evaluation leaves the RNG where it was, too
         raise
-    options = {"threads": threads} if name == "cpu" else {}
-    return _absorb_and_update(state, sched, config, g0, gp, gm, lr, name, inplace,
-                              options), loss
 
 
 def _points(state, z, sigma, like, engine):
@@ -282,8 +312,10 @@ def _contiguous(x):
     return cupy.ascontiguousarray(x)
 
 
-def _absorb_and_update(state, sched, config, g0, gp, gm, lr, name, inplace, options):
-    """Steps 3-5 on checked gradients in the state dtype: the core, or an engine (bit-equal)."""
+def _commit(state, config, batch: _Batch, inplace: bool) -> AliceState:
+    """Steps 3-5 on the checked gradients: the core, or an engine (bit-equal; in place when
+    ``inplace``, so the caller runs it in a commit section)."""
+    sched, g0, gp, gm, lr, name = batch.sched, batch.g0, batch.gp, batch.gm, batch.lr, batch.engine
     if name == "core":
         sigma = config.lr if lr is None else lr
         new = (absorb_quick(state, sched, g0, config) if gp is None else
@@ -292,7 +324,7 @@ def _absorb_and_update(state, sched, config, g0, gp, gm, lr, name, inplace, opti
     if not inplace:
         state = state._replace(**{f: tuple(a.copy() for a in getattr(state, f)) for f in FIELDS})
     g0, gp, gm = (None if g is None else [_contiguous(x) for x in g] for g in (g0, gp, gm))
-    return update_state(state, sched, config, g0, gp, gm, lr=lr, engine=name, **options)
+    return update_state(state, sched, config, g0, gp, gm, lr=lr, engine=name, **batch.options)
 
 
 class Alice:
@@ -426,10 +458,20 @@ class Alice:
             >>> counts
             [3, 3, 1, 3]
         """
-        self._state, loss = run_batch(self._state, self.config, value_and_grad, self.rng,
-                                     like=self._like, lr=self.lr, probes=probes,
-                                     engine=self.engine, inplace=True, threads=self.threads)
-        return loss
+        batch, done = None, False
+        try:
+            batch = _evaluate(self._state, self.config, value_and_grad, self.rng, self._like,
+                              self.lr, probes, self.engine, self.threads)
+            with commit_section():  # the new state, whole, or the old one (Ctrl-C included)
+                self._state = (self._state._replace(skipped=self._state.skipped + 1)
+                               if batch.skipped else
+                               _commit(self._state, self.config, batch, inplace=True))
+                done = True
+        except BaseException:
+            if not done and batch is not None:  # interrupted between evaluation and commit
+                _restore_rng(self.rng, batch.saved_rng)
+            raise
+        return batch.loss
 
     def attributes(self) -> list[dict]:
         """Per parameter: mean glass density and mean curvature (alice_ref.core.attributes).

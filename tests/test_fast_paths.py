@@ -287,7 +287,7 @@ def test_state_words_is_the_traffic_floor():
 # -- alice_torch fused path -----------------------------------------------------------------------
 
 torch = pytest.importorskip("torch")
-import alice_torch.optimizer as _opt_mod  # noqa: E402
+import alice_torch._numerics as _numerics  # noqa: E402
 from alice_torch import Alice  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -403,7 +403,7 @@ def test_torch_fused_linear_loss_zero_curvature_and_large_tensors(threads):
 
 
 def test_torch_sqrt_hook_is_torch_sqrt():
-    """_torch_sqrt (with its zero trick and its pieces) equals torch.sqrt bit for bit."""
+    """torch_sqrt (with its zero trick and its pieces) equals torch.sqrt bit for bit."""
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
         x = np.abs(rng.standard_normal(70000)).astype(dtype)
@@ -411,7 +411,7 @@ def test_torch_sqrt_hook_is_torch_sqrt():
         x[:5] = [0.0, 1.0, np.inf, 1e-40 if dtype == np.float64 else 1e-39, 4.0]
         x[32768:65536] = 0.0  # a whole piece of zeros
         out = np.empty_like(x)
-        _opt_mod._torch_sqrt(x, out)
+        _numerics.torch_sqrt(x, out)
         assert bits_equal(out, torch.sqrt(torch.from_numpy(x)).numpy())
 
 

@@ -37,6 +37,17 @@ from alice_ref.maths.estimators import (
 from alice_ref.maths.glass import glass_line_covariance, power_law_exponent
 from alice_ref.maths.nesterov import exact_phi, nesterov_lag
 from alice_ref.maths.probes import hessian_diag, rademacher_from_uniform, rademacher_variance
+from alice_ref.maths.saliency import CRITERIA as SALIENCY_CRITERIA
+from alice_ref.maths.saliency import (
+                    LossChange,
+                    group_change,
+                    loss_change,
+                    pruning_change,
+                    pruning_saliency,
+                    quantization_change,
+                    quantization_sensitivity,
+                    uniform_rounding_moments,
+)
 from alice_ref.maths.schedule import (
                     curvature_beta,
                     ema_beta,
@@ -62,4 +73,6 @@ __all__ = [
     "absorb_quick",
     "apply_update", "params_of", "state_to_dict", "state_from_dict", "attributes",
     "Alice", "NonFiniteGradientError", "draw_rademacher", "run_batch", "minimize",
+    "SALIENCY_CRITERIA", "LossChange", "loss_change", "pruning_change", "quantization_change",
+    "group_change", "pruning_saliency", "quantization_sensitivity", "uniform_rounding_moments",
 ]

@@ -29,5 +29,17 @@ def loss_deviation_bound(delta, rho):
     """
     xp, (d, r) = prepare(delta=delta, rho=rho)
     check_nonnegative("rho", r)
+    return GLASS_COEFF * xp.sum(xp.sqrt(r) * three_halves(xp, d))
+
+
+def three_halves(xp, d):
+    """|delta|^{3/2} = |delta| sqrt(|delta|), elementwise (unchecked; R4's step-size law)."""
     a = xp.abs(d)
-    return GLASS_COEFF * xp.sum(xp.sqrt(r) * a * xp.sqrt(a))
+    return a * xp.sqrt(a)
+
+
+def glass_term(xp, r, a32):
+    """c sqrt(rho) |delta|^{3/2} per element, R4's bound on the expected glass size of each
+    coordinate (loss_deviation_bound sums it); a32 = |delta|^{3/2} or its expectation
+    E|delta|^{3/2} over a random delta. Unchecked: callers validate rho >= 0."""
+    return GLASS_COEFF * xp.sqrt(r) * a32

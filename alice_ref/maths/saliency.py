@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 
 from alice_ref._xp import array_namespace, is_array_api_obj, prepare
 from alice_ref.checks import check_choice, check_nonnegative
-from alice_ref.maths.bounds import GLASS_COEFF
+from alice_ref.maths.bounds import glass_term, three_halves
 
 __all__ = ["CRITERIA", "LossChange", "estimates_from_state", "group_change", "loss_change",
            "predicted_change", "pruning_change", "pruning_saliency", "quantization_change",
@@ -85,8 +85,7 @@ class LossChange(NamedTuple):
 
 def _glass_term(xp, d, r):
     # R4: c sqrt(rho) |delta|^{3/2}, per element (its sum is loss_deviation_bound(delta, rho)).
-    a = xp.abs(d)
-    return GLASS_COEFF * xp.sqrt(r) * a * xp.sqrt(a)
+    return glass_term(xp, r, three_halves(xp, d))
 
 
 def loss_change(delta, g, h, rho) -> LossChange:
@@ -208,7 +207,7 @@ def quantization_change(step, g, h, rho) -> LossChange:
     xp, (d, gg, hh, r) = prepare(step=step, g=g, h=h, rho=rho)
     check_nonnegative("rho", r)
     m2, m32 = uniform_rounding_moments(d)
-    return LossChange(xp.zeros_like(d + gg), 0.5 * hh * m2, GLASS_COEFF * xp.sqrt(r) * m32)
+    return LossChange(xp.zeros_like(d + gg), 0.5 * hh * m2, glass_term(xp, r, m32))
 
 
 def group_change(change: LossChange, axis=None, glass: str = "bound") -> LossChange:

@@ -112,6 +112,7 @@ def loss_change(delta, g, h, rho) -> LossChange:
         delta = 4, g = 1, h = 0.5, rho = 1: first 4, second 4, glass 8 c:
 
         >>> import numpy as np
+        >>> from alice_ref.maths.bounds import GLASS_COEFF
         >>> t = loss_change(np.array([4.0]), 1.0, 0.5, 1.0)
         >>> float(t.first[0]), float(t.second[0]), float(t.glass[0] / GLASS_COEFF)
         (4.0, 4.0, 8.0)
@@ -200,6 +201,7 @@ def quantization_change(step, g, h, rho) -> LossChange:
         D = 2, h = 3, rho = 1: second = 3 * 4 / 24 = 0.5, glass = 0.4 c:
 
         >>> import numpy as np
+        >>> from alice_ref.maths.bounds import GLASS_COEFF
         >>> t = quantization_change(np.array([2.0]), 5.0, 3.0, 1.0)
         >>> float(t.first[0]), float(t.second[0]), float(t.glass[0] / GLASS_COEFF)
         (0.0, 0.5, 0.4)

@@ -451,7 +451,11 @@ def test_nonfinite_g0_on_quick_step():
     (dict(learning_rate=0.1, betas=(0.9, 0.5), quick_steps=3), ValueError, "beta3|quick_steps"),
     (dict(learning_rate=0.1, nonfinite="ignore"), ValueError, "nonfinite"),
     (dict(learning_rate=0.1, momentum=0.9), TypeError, "momentum"),
-    (dict(learning_rate=optax.constant_schedule(0.1)), TypeError, "schedule"),
+    # schedules are supported now (issue 14); a non-scalar learning rate is refused
+    (dict(learning_rate=np.ones(2)), TypeError, "learning_rate"),
+    (dict(learning_rate=0.1, eps=np.ones(2)), TypeError, "eps"),
+    (dict(learning_rate=0.1, mu_dtype=np.int32), TypeError, "mu_dtype"),
+    (dict(learning_rate=0.1, grad_transform=lambda g: g), TypeError, "grad_transform"),
     (dict(learning_rate=0.1, seed=True), TypeError, "seed"),
 ])
 def test_validation_at_construction(kwargs, exc, match):

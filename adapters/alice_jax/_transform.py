@@ -13,6 +13,7 @@ schedule as traced comparisons and ``jax.lax.cond`` so one compiled step serves 
 
 from __future__ import annotations
 
+import copy
 import inspect
 import numbers
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from alice_ref import (
     alice_step,
     schedule,
 )
+from alice_ref._xp import is_traced
 from alice_ref.driver import EVALUATIONS
 
 __all__ = ["AliceJaxState", "alice", "center", "check_finite", "attributes", "EVALUATIONS"]
@@ -89,17 +91,44 @@ def _rademacher_probes(key, t, nu):
                               for k, x in zip(keys, leaves)])
 
 
-def _make_key(seed):
+_SEED_ERROR = ("seed must be an int, a 0-d integer array (concrete or traced) or a JAX PRNG key "
+               "(typed, jax.random.key(...), or raw uint32 data), got {!r}")
+
+
+def _seed_spec(seed):
+    """Check ``seed`` without touching the XLA backend; return (kind, value, impl) for
+    :func:`_key_data`, which builds the key inside ``init`` (as optax does)."""
     if isinstance(seed, bool):
-        raise TypeError(f"seed must be an integer or a jax PRNG key, got {seed!r}")
+        raise TypeError(_SEED_ERROR.format(seed))
     if isinstance(seed, numbers.Integral):
-        return jax.random.PRNGKey(int(seed))
-    key = jnp.asarray(seed)
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return jax.random.key_data(key)
-    if key.shape != (2,) or key.dtype != jnp.uint32:
-        raise TypeError(f"seed must be an integer or a jax PRNG key, got {seed!r}")
-    return key
+        return "int", int(seed), None
+    dtype, shape = getattr(seed, "dtype", None), getattr(seed, "shape", None)
+    if dtype is None or shape is None:
+        raise TypeError(_SEED_ERROR.format(seed))
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if tuple(shape) != ():
+            raise TypeError(f"seed must be a single PRNG key, got keys of shape {tuple(shape)}")
+        return "typed", seed, jax.random.key_impl(seed)
+    if tuple(shape) == () and np.issubdtype(dtype, np.integer):
+        return "int", seed, None  # a 0-d integer array, e.g. traced under jax.vmap over seeds
+    if len(shape) == 1 and np.dtype(dtype) == np.uint32:
+        return "raw", seed, None  # raw key data of the default implementation
+    raise TypeError(_SEED_ERROR.format(seed))
+
+
+def _key_data(spec):
+    """The raw key data (uint32) the state stores, built at init time."""
+    kind, value, _ = spec
+    if kind == "int":
+        return jax.random.key_data(jax.random.key(value))
+    if kind == "typed":
+        return jax.random.key_data(value)
+    want = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))).shape
+    if tuple(value.shape) != tuple(want):
+        raise TypeError(f"seed: raw key data of shape {tuple(value.shape)} does not match the "
+                        f"default PRNG implementation ({jax.config.jax_default_prng_impl}, "
+                        f"shape {tuple(want)}); pass a typed key (jax.random.key) instead")
+    return jnp.asarray(value, dtype=jnp.uint32)
 
 
 def _kwargs_for(fn, extra):
@@ -129,8 +158,58 @@ def _gradient_function(value_fn, grad_fn, extra) -> Callable:
                     "for the extra evaluations of a sample step")
 
 
-def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = None,
-          **hyperparameters) -> optax.GradientTransformationExtraArgs:
+# Hyperparameters that may be arrays, also traced ones (optax.inject_hyperparams passes every
+# numeric hyperparameter as an array): they enter the traced step as values, not structure.
+_DYNAMIC = ("eps", "w1", "w2", "phi", "omega", "lr_min", "lr_max")
+
+
+def _scalar(name, value):
+    """(float, None) for a concrete real scalar, (None, array) for a traced 0-d array; None
+    stays None. Arrays that are not 0-d, complex or integer-like arrays of floats are refused."""
+    if value is None or isinstance(value, numbers.Real) or not hasattr(value, "dtype"):
+        return value, None
+    if tuple(getattr(value, "shape", ())) != () or not (
+            np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)
+            or jnp.issubdtype(value.dtype, jnp.floating)):
+        raise TypeError(f"{name} must be a real scalar, got {value!r}")
+    if is_traced(value):
+        return None, value
+    return float(value), None
+
+
+class _Weight:
+    """A traced regularisation weight for :func:`alice_ref.absorb_gradient`, which skips a term
+    whose weight is ``!= 0.0``-false: a traced weight is always applied (its value may be 0)."""
+
+    def __init__(self, w):
+        self.w = w
+
+    def __ne__(self, other):
+        return True
+
+    __hash__ = None
+
+    def __mul__(self, x):
+        return self.w * x
+
+    __rmul__ = __mul__
+
+
+def _config_view(config: AliceConfig, **fields) -> AliceConfig:
+    """``config`` with some fields replaced by (traced) arrays, unchecked: the traced step
+    reads them through the core's own functions (AliceConfig.bounds, alice_step)."""
+    view = copy.copy(config)
+    for k, v in fields.items():
+        object.__setattr__(view, k, v)
+    return view
+
+
+def alice(learning_rate: optax.ScalarOrSchedule = 1e-3, *, betas=(0.9, 0.999), eps=1e-8,
+          w1=0.0, w2=0.0, phi=None, omega=1.0, limit_method: str = "adam", lr_min=0.0,
+          lr_max=None, scale_bounds_with_lr: bool = True, hess_comp: str = "abs",
+          grad_glass: bool = True, quick_steps: int | None = None, nonfinite: str = "raise",
+          seed=0, mu_dtype=None, grad_transform: optax.GradientTransformation | None = None,
+          _probe_fn: Callable | None = None) -> optax.GradientTransformationExtraArgs:
     """The Alice optimiser (arXiv 2411.16914) as an optax gradient transformation.
 
     One ``update`` is one batch of docs/spec/algorithm.md#one-batch, with alice_ref's formulas:
@@ -140,37 +219,55 @@ def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = N
     Alg. 2, steps 1-11); every batch absorbs g0 into G and V; after warm-up it takes the bounded
     optimal step delta (R5, R6; Alg. 3) and sets
     mu' = mu + phi delta, nu' = mu + omega delta (R7; :func:`alice_ref.core.alice_update`). The
-    schedule is traced (``jax.lax.cond``), so one jitted step serves every batch.
+    schedule is traced (``jax.lax.cond``), so one jitted step serves every batch. Where the
+    probe points are rounded to a narrower parameter dtype than the state's (bfloat16/float16
+    parameters), H and R use the realised displacements (the stored point minus nu; see
+    :func:`alice_ref.absorb_curvature`).
 
     The caller's ``params`` are the evaluation point nu and ``grads`` = g0 = grad L(nu) on the
-    current minibatch; the returned updates are nu' - nu (apply them unmodified, e.g. with
-    ``optax.apply_updates``); :func:`center` gives mu. A non-finite evaluation skips the batch
-    (mu, count, key and every average kept exactly; updates are zero) and is recorded in
-    ``state.skipped``, ``bad_eval`` and ``bad_leaf``; :func:`check_finite` raises on it outside
-    jit. Under jit 'raise' cannot stop the step, so both ``nonfinite`` policies skip in the
-    state.
+    current minibatch, *untransformed* (to clip, use ``grad_transform``: see docs/jax.md); the
+    returned updates are nu' - nu (apply them unmodified, e.g. with ``optax.apply_updates``);
+    :func:`center` gives mu. A non-finite evaluation skips the batch (mu, count, key and every
+    average kept exactly; updates are zero) and is recorded in ``state.skipped``, ``bad_eval``
+    and ``bad_leaf``; :func:`check_finite` raises on it outside jit. Under jit 'raise' cannot
+    stop the step, so both ``nonfinite`` policies skip in the state.
+
+    The hyperparameters betas, eps, w1, w2, phi, omega, limit_method, lr_min, lr_max,
+    scale_bounds_with_lr, hess_comp, grad_glass and nonfinite have alice_ref.AliceConfig's
+    names, defaults and checks; eps, w1, w2, phi, omega, lr_min and lr_max may also be 0-d
+    arrays, traced ones included (checked when concrete).
 
     Args:
-        learning_rate: Alice's lr, a float: both the perturbation length sigma and the scale
-            of the step bounds (optax schedules are refused).
-        seed: an int or a JAX PRNG key; each sample step splits a fresh probe key from it.
+        learning_rate: Alice's lr: both the perturbation length sigma and the scale of the
+            step bounds. A float, a 0-d array (traced allowed: ``optax.inject_hyperparams``) or
+            an optax schedule ``count -> lr`` (evaluated at the number of batches absorbed).
+        quick_steps: q, an int >= 0 (None: 3). It shapes the schedule, so it must be static:
+            under ``optax.inject_hyperparams`` leave it None or name it in ``static_args``.
+        seed: an int, a 0-d integer array (traced allowed, e.g. ``jax.vmap`` over seeds) or a
+            JAX PRNG key (typed, any implementation, or raw data of the default one). The key
+            is built in ``init``; each sample step splits a fresh probe key from it.
+        mu_dtype: optional floating dtype of the state (mu, G, V, H, R); None: the parameter's
+            own, float32 for float16/bfloat16 parameters.
+        grad_transform: optional *stateless* optax transformation (e.g.
+            ``optax.clip_by_global_norm(1.0)``) that Alice applies to each of g+, g- and g0,
+            so that the three evaluations stay consistent (an upstream ``optax.chain`` would
+            transform g0 only).
         _probe_fn: test hook, not public API. ``_probe_fn(key, t, nu) -> z`` replaces the
             Rademacher draw (key: the step's subkey, t: the traced batch number, nu: the
             pytree in state dtype).
-        **hyperparameters: alice_ref.AliceConfig's names, defaults and checks (betas, eps,
-            w1, w2, phi, omega, limit_method, lr_min, lr_max, scale_bounds_with_lr, hess_comp,
-            grad_glass, quick_steps, nonfinite).
 
     Returns:
-        An optax.GradientTransformationExtraArgs. ``init(params)`` gives an AliceJaxState;
+        An optax.GradientTransformationExtraArgs. ``init(params)`` gives an AliceJaxState
+        (abstract ``jax.ShapeDtypeStruct`` leaves give the abstract state);
         ``update(grads, state, params, *, value_fn=None, grad_fn=None, **extra)`` needs
         ``value_fn(params) -> loss`` on the same minibatch, or ``grad_fn(params) -> grads``
         (optax's line-search convention: extra keyword arguments named in their signature are
         passed on).
 
     Raises:
-        TypeError: a callable learning_rate, a seed that is neither an int nor a PRNG key, or
-            a hyperparameter of the wrong type; at update time, neither value_fn nor grad_fn.
+        TypeError: a seed that is neither an int nor a PRNG key, a hyperparameter of the
+            wrong type, a traced quick_steps; at init, complex parameters; at update time,
+            neither value_fn nor grad_fn, masked parameters, or a grad_transform with state.
         ValueError: a hyperparameter out of range (raised here, before anything is traced);
             at update time, no params.
 
@@ -197,64 +294,160 @@ def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = N
         ...
         ValueError: betas[1] must be < 1.0, got 1.0
     """
-    if callable(learning_rate):
-        raise TypeError("learning_rate must be a float: Alice's lr is also its perturbation "
-                        "length sigma, so optax schedules are not supported")
-    config = AliceConfig(lr=learning_rate, **hyperparameters)
-    base_key = _make_key(seed)
+    schedule_fn = learning_rate if callable(learning_rate) else None
+    lr_static, lr_dyn = (None, None) if schedule_fn else _scalar("learning_rate", learning_rate)
+    given = dict(eps=eps, w1=w1, w2=w2, phi=phi, omega=omega, lr_min=lr_min, lr_max=lr_max)
+    static, dynamic = {}, {}
+    for k, v in given.items():
+        static[k], d = _scalar(k, v)
+        if d is not None:
+            dynamic[k] = d
+    if is_traced(quick_steps) or (hasattr(quick_steps, "shape") and tuple(quick_steps.shape)):
+        raise TypeError("quick_steps shapes the batch schedule and must be a static int: under "
+                        "optax.inject_hyperparams leave it None or list it in static_args")
+    q = 3 if quick_steps is None else quick_steps
+    if hasattr(q, "dtype"):  # a concrete 0-d array (inject_hyperparams outside jit)
+        q = int(q) if np.issubdtype(q.dtype, np.integer) else q
+    # validated now, before anything is traced; a traced value is checked as its stand-in
+    # default (its own value is unknown until run time) and read from ``dynamic`` in the step
+    stand_in = {k: (AliceConfig.__dataclass_fields__[k].default if k in dynamic else static[k])
+                for k in given}
+    config = AliceConfig(lr=1.0 if lr_static is None else lr_static, betas=betas,
+                         limit_method=limit_method, scale_bounds_with_lr=scale_bounds_with_lr,
+                         hess_comp=hess_comp, grad_glass=grad_glass, quick_steps=q,
+                         nonfinite=nonfinite, **stand_in)
+    lr_max_default = lr_max is None
+    seed_spec = _seed_spec(seed)
+    if mu_dtype is not None:
+        mu_dtype = jnp.dtype(mu_dtype)
+        if not jnp.issubdtype(mu_dtype, jnp.floating):
+            raise TypeError(f"mu_dtype must be a real floating dtype, got {mu_dtype}")
+    if grad_transform is not None and not isinstance(grad_transform,
+                                                     optax.GradientTransformation):
+        raise TypeError("grad_transform must be an optax.GradientTransformation, got "
+                        f"{type(grad_transform).__name__}")
     probe_fn = _rademacher_probes if _probe_fn is None else _probe_fn
-    sigma = config.lr
+    is_static = schedule_fn is None and lr_dyn is None and not dynamic
 
     def init_fn(params):
         leaves, treedef = jax.tree.flatten(params)
-        core = alice_ref.init([jnp.asarray(x) for x in leaves], config)
-        mu = treedef.unflatten(list(core.mu))
+        if any(isinstance(x, jax.ShapeDtypeStruct) for x in leaves):
+            return jax.eval_shape(init_fn, params)  # abstract params: the abstract state
+        leaves = [jnp.asarray(x) for x in leaves]
+        for i, x in enumerate(leaves):
+            if jnp.issubdtype(x.dtype, jnp.complexfloating):
+                raise TypeError(f"alice_jax: leaf {i} is complex ({x.dtype}); Alice is defined "
+                                "for real parameters")
+        core = alice_ref.init(leaves, config)
+        mu = list(core.mu) if mu_dtype is None else [x.astype(mu_dtype) for x in core.mu]
+        mu = treedef.unflatten(mu)
         zeros = lambda: jax.tree.map(jnp.zeros_like, mu)  # noqa: E731
         i32 = lambda v: jnp.asarray(v, dtype=jnp.int32)  # noqa: E731
-        return AliceJaxState(i32(0), base_key, mu, zeros(), zeros(), zeros(), zeros(),
-                             i32(0), i32(-1), i32(-1))
+        return AliceJaxState(i32(0), _key_data(seed_spec), mu, zeros(), zeros(), zeros(),
+                             zeros(), i32(0), i32(-1), i32(-1))
 
     def update_fn(updates, state, params=None, *, value_fn=None, grad_fn=None, **extra):
         if params is None:
             raise ValueError("alice_jax: update needs params (the evaluation point nu)")
-        grad_at = _gradient_function(value_fn, grad_fn, extra)
+        if any(isinstance(x, optax.MaskedNode) for x in
+               jax.tree.leaves(params, is_leaf=lambda x: isinstance(x, optax.MaskedNode))):
+            raise TypeError("alice_jax: params contain optax.MaskedNode (optax.masked or "
+                            "optax.multi_transform): value_fn needs the whole params; use "
+                            "Alice on every parameter, or freeze parameters inside value_fn")
+        raw_grad_at = _gradient_function(value_fn, grad_fn, extra)
+        if grad_transform is None:
+            grad_at = raw_grad_at
+            transform = lambda g, p: g  # noqa: E731
+        else:
+            if jax.tree.leaves(grad_transform.init(params)):
+                raise TypeError("alice_jax: grad_transform must be stateless (it is applied "
+                                "to three evaluations per batch); got one whose init state "
+                                "has arrays")
+            empty = grad_transform.init(params)
+            transform = lambda g, p: grad_transform.update(g, empty, p)[0]  # noqa: E731
+            grad_at = lambda p: transform(raw_grad_at(p), p)  # noqa: E731
         p_leaves, treedef = jax.tree.flatten(params)
         p_leaves = [jnp.asarray(x) for x in p_leaves]
         n = len(p_leaves)
         mu, G, V, H, R = (treedef.flatten_up_to(x) for x in
                           (state.mu, state.G, state.V, state.H, state.R))
         sdt = [m.dtype for m in mu]
-        g0 = [jnp.asarray(g).astype(d) for g, d in zip(treedef.flatten_up_to(updates), sdt)]
+        g0 = [jnp.asarray(g).astype(d) for g, d in
+              zip(treedef.flatten_up_to(transform(updates, params)), sdt)]
         nu = [p.astype(d) for p, d in zip(p_leaves, sdt)]
 
-        t = state.count + 1
+        t = optax.safe_increment(state.count)  # saturates at the int32 maximum
         # the core's schedule, traced (steps 1-2), with the weights in each state dtype
         sample, do_update = schedule(t, config)[1:3]
         sched = {d: schedule(t, config, d) for d in set(sdt)}
         b1 = [sched[d].beta1 for d in sdt]
         b2 = [sched[d].beta2 for d in sdt]
         b3 = [sched[d].beta3 for d in sdt]
+        # the learning rate of this batch (sigma and the bounds' scale), and the config the
+        # traced step reads, per state dtype (a traced scalar must not promote a leaf's dtype)
+        if schedule_fn is not None:
+            lr_now = schedule_fn(state.count)
+        else:
+            lr_now = config.lr if lr_dyn is None else lr_dyn
+        views = {}
+        for d in set(sdt):
+            if is_static:
+                views[d] = (config, None, config.lr)
+                continue
+            cast = lambda v, d=d: jnp.asarray(v).astype(d)  # noqa: E731
+            dyn = {k: cast(v) for k, v in dynamic.items()}
+            lr_d = cast(lr_now)
+            follows = lr_max_default and "lr_min" not in dynamic and config.lr_min == 0.0
+            if schedule_fn is None or follows:  # the bounds are those of lr_d itself
+                ref, bound_lr = lr_d, None
+            else:  # ratios to the schedule's lr at construction (count 0), as in the core
+                ref, bound_lr = cast(schedule_fn(0)), lr_d
+            fields = dict(lr=ref, **{k: dyn.get(k, getattr(config, k)) for k in
+                                     ("eps", "w1", "w2", "phi", "omega", "lr_min",
+                                      "lr_max")})
+            if lr_max_default:
+                fields["lr_max"] = 2.0 * ref
+            if phi is None and "phi" not in dynamic:
+                fields["phi"] = config.phi
+            views[d] = (_config_view(config, **fields), bound_lr, lr_d)
+        cfg = [views[d][0] for d in sdt]
+        w1 = [_Weight(c.w1) if "w1" in dynamic else config.w1 for c in cfg]
+        w2 = [c.w2 if "w2" in dynamic else config.w2 for c in cfg]  # absorb_curvature's
+        w2g = [_Weight(w) if "w2" in dynamic else w for w in w2]  # absorb_gradient's
         all_finite = lambda xs: jnp.stack(  # noqa: E731
             [jnp.all(jnp.isfinite(x)) for x in xs]) if xs else jnp.ones((0,), bool)
 
         ok0 = all_finite(g0)
 
         def sample_step(_):
-            key, sub = jax.random.split(state.key)
+            key, sub = jax.random.split(jax.random.wrap_key_data(state.key, impl=seed_spec[2]))
             z = treedef.flatten_up_to(probe_fn(sub, t, treedef.unflatten(nu)))
             z = [jnp.asarray(zi).astype(d) for zi, d in zip(z, sdt)]
-            point = lambda s: treedef.unflatten(  # noqa: E731
-                [(v + s * zi).astype(p.dtype) for v, zi, p in zip(nu, z, p_leaves)])
+            sig = [views[d][2] for d in sdt]  # sigma per leaf (a float, or a traced array)
+            pts = [[(v + s * zi).astype(p.dtype) for v, zi, p, s in zip(nu, z, p_leaves, ss)]
+                   for ss in (sig, [-s for s in sig])]  # nu + sigma z, nu - sigma z (stored)
             gp = [x.astype(d) for x, d in
-                  zip(treedef.flatten_up_to(grad_at(point(sigma))), sdt)]
+                  zip(treedef.flatten_up_to(grad_at(treedef.unflatten(pts[0]))), sdt)]
             gm = [x.astype(d) for x, d in
-                  zip(treedef.flatten_up_to(grad_at(point(-sigma))), sdt)]
+                  zip(treedef.flatten_up_to(grad_at(treedef.unflatten(pts[1]))), sdt)]
             ok_p, ok_m = all_finite(gp), all_finite(gm)
             ok = jnp.all(ok_p) & jnp.all(ok_m) & jnp.all(ok0)
-            HR = [absorb_curvature(h, r, a, b, c, sigma, b3_, config.hess_comp, config.w2)
-                  for h, r, a, b, c, b3_ in zip(H, R, gp, gm, g0, b3)]
+            HR = []
+            for i in range(n):
+                p, d = p_leaves[i], sdt[i]
+                if p.dtype != d:  # the stored points are rounded: the realised displacements
+                    wide = jnp.promote_types(p.dtype, d)
+                    disp = [jnp.abs(x.astype(wide) - p.astype(wide)).astype(d)
+                            for x in (pts[0][i], pts[1][i])]
+                    disp = dict(d_plus=disp[0], d_minus=disp[1])
+                elif not is_static:  # a traced sigma: the displacement path, exact for d = sigma
+                    disp = dict(d_plus=sig[i], d_minus=sig[i])
+                else:
+                    disp = {}
+                HR.append(absorb_curvature(H[i], R[i], gp[i], gm[i], g0[i], config.lr, b3[i],
+                                           config.hess_comp, w2[i], **disp))
             # the kept averages: selected here, so that a quick batch passes H and R through
-            return (key, [jnp.where(ok, x[0], h) for x, h in zip(HR, H)],
+            return (jax.random.key_data(key), [jnp.where(ok, x[0], h) for x, h in zip(HR, H)],
                     [jnp.where(ok, x[1], r) for x, r in zip(HR, R)], ok_p, ok_m)
 
         def quick_step(_):
@@ -262,8 +455,8 @@ def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = N
             return state.key, list(H), list(R), ok, ok
 
         key, H2, R2, ok_p, ok_m = jax.lax.cond(sample, sample_step, quick_step, None)
-        GV = [absorb_gradient(g, v, a, x, b1_, b2_, config.w1, config.w2)
-              for g, v, a, x, b1_, b2_ in zip(G, V, g0, nu, b1, b2)]
+        GV = [absorb_gradient(g, v, a, x, b1_, b2_, w1_, w2_)
+              for g, v, a, x, b1_, b2_, w1_, w2_ in zip(G, V, g0, nu, b1, b2, w1, w2g)]
         G1, V1 = [x[0] for x in GV], [x[1] for x in GV]
         if n:
             # (3, n), in the order of docs/spec/algorithm.md#one-batch, step 3
@@ -283,16 +476,19 @@ def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = N
         # it changes nothing in XLA's loops, so it has none. On a skipped batch delta is
         # computed and discarded.
         G2, V2 = jax.lax.optimization_barrier((keep(G1, G), keep(V1, V)))
-        delta = [alice_step(g, v, h, r, config) for g, v, h, r in zip(G2, V2, H2, R2)]
-        mu1 = [jnp.where(do_update, m + config.phi * d, m) for d, m in zip(delta, mu)]
-        nu1 = [jnp.where(do_update, m + config.omega * d, v) for d, m, v in zip(delta, mu, nu)]
+        delta = [alice_step(g, v, h, r, c, views[c_d][1])
+                 for g, v, h, r, c, c_d in zip(G2, V2, H2, R2, cfg, sdt)]
+        mu1 = [jnp.where(do_update, m + c.phi * d, m) for d, m, c in zip(delta, mu, cfg)]
+        nu1 = [jnp.where(do_update, m + c.omega * d, v)
+               for d, m, v, c in zip(delta, mu, nu, cfg)]
         unflat = treedef.unflatten
         i32 = lambda v: jnp.asarray(v, dtype=jnp.int32)  # noqa: E731
         new_state = AliceJaxState(
             count=jnp.where(ok, t, state.count).astype(jnp.int32),
             key=jnp.where(ok, key, state.key),  # a skipped batch draws nothing
             mu=unflat(keep(mu1, mu)), G=unflat(G2), V=unflat(V2), H=unflat(H2), R=unflat(R2),
-            skipped=(state.skipped + any_bad.astype(jnp.int32)).astype(jnp.int32),
+            skipped=jnp.where(any_bad, optax.safe_increment(state.skipped),
+                              state.skipped).astype(jnp.int32),
             bad_eval=i32(bad_eval), bad_leaf=i32(bad_leaf))
         out = [jnp.where(ok, b.astype(p.dtype) - p, jnp.zeros_like(p))
                for b, p in zip(nu1, p_leaves)]
@@ -301,14 +497,24 @@ def alice(learning_rate: float = 1e-3, *, seed=0, _probe_fn: Callable | None = N
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _find_state(state):
-    """The AliceJaxState itself, or the first one inside an optax.chain/named_chain state."""
+def _find_states(state) -> list:
+    """Every AliceJaxState in ``state`` (itself, or inside an optax chain/named_chain state)."""
     if isinstance(state, AliceJaxState):
-        return state
+        return [state]
     found = [s for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, AliceJaxState))
              if isinstance(s, AliceJaxState)]
     if not found:
         raise TypeError(f"no alice_jax state found in {type(state).__name__}")
+    return found
+
+
+def _find_state(state):
+    """The one AliceJaxState in ``state``; several (e.g. two Alice transformations in one
+    chain) are ambiguous for center and attributes: pass the sub-state you mean."""
+    found = _find_states(state)
+    if len(found) > 1:
+        raise ValueError(f"{type(state).__name__} holds {len(found)} alice_jax states; pass "
+                         "the one you mean (e.g. state[i] of an optax.chain state)")
     return found[0]
 
 
@@ -327,6 +533,7 @@ def center(state, like=None):
 
     Raises:
         TypeError: no AliceJaxState in ``state``.
+        ValueError: several AliceJaxStates in ``state`` (pass the one you mean).
 
     Example:
         Before any update mu is the initial parameters, kept in float32 for float16 ones:
@@ -350,10 +557,10 @@ def check_finite(state) -> None:
     Reads ``bad_eval`` and ``bad_leaf`` of the state a (jitted) step returned; it is not
     jit-able. The error names the leaf (its index in ``jax.tree.leaves`` order and, in a note,
     its key path), the evaluation (g+, g- or g0) and the batch (count + 1); the state is
-    exactly as before that batch.
+    exactly as before that batch. A state holding several Alice states checks every one.
 
     Args:
-        state: an AliceJaxState, or an optax chain state that contains one.
+        state: an AliceJaxState, or an optax chain state that contains one or more.
 
     Raises:
         alice_ref.NonFiniteGradientError: the last batch had a non-finite evaluation.
@@ -373,16 +580,19 @@ def check_finite(state) -> None:
         ...     print(e.index, e.evaluation, e.t, e.__notes__)
         1 g- 1 ["leaf 1 is params['b']"]
     """
-    s = _find_state(state)
-    e = int(s.bad_eval)
-    if e < 0:
-        return
-    i = int(s.bad_leaf)
-    err = NonFiniteGradientError(i, EVALUATIONS[e], int(s.count) + 1)
-    paths = jax.tree_util.tree_flatten_with_path(s.mu)[0]
-    if 0 <= i < len(paths):
-        err.add_note(f"leaf {i} is params{jax.tree_util.keystr(paths[i][0])}")
-    raise err
+    states = _find_states(state)
+    for k, s in enumerate(states):
+        e = int(s.bad_eval)
+        if e < 0:
+            continue
+        i = int(s.bad_leaf)
+        err = NonFiniteGradientError(i, EVALUATIONS[e], int(s.count) + 1)
+        paths = jax.tree_util.tree_flatten_with_path(s.mu)[0]
+        if 0 <= i < len(paths):
+            err.add_note(f"leaf {i} is params{jax.tree_util.keystr(paths[i][0])}")
+        if len(states) > 1:
+            err.add_note(f"in alice_jax state {k} of {len(states)}")
+        raise err
 
 
 def attributes(state) -> list[dict]:
@@ -399,6 +609,7 @@ def attributes(state) -> list[dict]:
 
     Raises:
         TypeError: no AliceJaxState in ``state``.
+        ValueError: several AliceJaxStates in ``state`` (pass the one you mean).
 
     Example:
         The means of R and H of the one leaf:

@@ -219,7 +219,7 @@ def absorb_gradient(G, V, g_zero, nu, beta1, beta2, w1: float = 0.0, w2: float =
 
 
 def absorb_curvature(H, R, g_plus, g_minus, g_zero, sigma: float, beta3, hess_comp: str = "abs",
-                     w2: float = 0.0):
+                     w2: float = 0.0, *, d_plus=None, d_minus=None):
     """Absorb a sample step's curvature and glass samples of one parameter (R3).
 
     docs/spec/algorithm.md#one-batch, step 3; Alg. 2, steps 5-6 (H) and steps 7-11 (R).
@@ -228,6 +228,18 @@ def absorb_curvature(H, R, g_plus, g_minus, g_zero, sigma: float, beta3, hess_co
     still tracks H), or EMA_beta3(H, h_hat^2 + w2^2) for 'rms'; R' = EMA_beta3(R, rho_hat) with
     rho_hat = 2 (gbar - g0)^2 / sigma, gbar = (g+ + g-)/2 (the three-point kernel of R3,
     unbiased for rho under R1).
+
+    Realised displacements (an extension for probe points that are rounded when stored, e.g.
+    bfloat16 parameters with float32 state): with ``d_plus`` and ``d_minus`` the points are
+    nu + d+ z and nu - d- z (d+- >= 0: the stored point minus nu, in units of |z| = 1, per
+    element; scalars or arrays, traced allowed) and sigma is not used. The secant slope is
+    h_hat = (g+ - g-)/(d+ + d-); the three-point kernel of R3 on the unequal offsets
+    (-d-, 0, d+) that annihilates constant and linear terms is D = (d- g+ + d+ g-)/(d+ + d-) - g0,
+    with Var D = rho d+ d- / (d+ + d-) under R1 (two independent walks), so
+    rho_hat = D^2 (d+ + d-)/(d+ d-) is unbiased. Where d+ = d- the formulas are evaluated as the
+    default path's ((g+ + g-)/2, 2 D^2 / d), so d+ = d- = sigma gives the default bits. An
+    element whose points coincide with nu carries no sample: H is kept where d+ + d- = 0, R
+    where d+ d- = 0.
 
     Args:
         H: the curvature average.
@@ -239,12 +251,15 @@ def absorb_curvature(H, R, g_plus, g_minus, g_zero, sigma: float, beta3, hess_co
         beta3: the batch's curvature weight (Schedule.beta3).
         hess_comp: 'zero', 'abs' or 'rms' ('zero' tracks H as 'abs' does).
         w2: L2 regularisation weight (its curvature is added to the sample).
+        d_plus: optional realised displacement of the + point (with d_minus; see above).
+        d_minus: optional realised displacement of the - point (with d_plus).
 
     Returns:
         The pair (H', R').
 
     Raises:
-        ValueError: an unknown hess_comp, sigma <= 0, or gradients of different shapes.
+        ValueError: an unknown hess_comp, sigma <= 0, gradients of different shapes, or only
+            one of d_plus, d_minus.
         TypeError: sigma is not a real number, or a gradient is not a floating array.
 
     Example:
@@ -258,14 +273,50 @@ def absorb_curvature(H, R, g_plus, g_minus, g_zero, sigma: float, beta3, hess_co
         ([2.0, 0.0], [4.0, 4.0])
         >>> absorb_curvature(z, z, gp, gm, g0, 0.5, 0.0, "rms", w2=0.5)[0].tolist()
         [4.25, 0.25]
+
+        Realised displacements: points at nu + 0.25 z and nu - 0.75 z of g = 2 x (H = 2, no
+        glass) give back H = 2 and R = 0 exactly; coinciding points carry no sample:
+
+        >>> gp, gm, g0 = np.array([0.5, 0.0]), np.array([-1.5, 0.0]), np.array([0.0, 0.0])
+        >>> d_plus, d_minus = np.array([0.25, 0.0]), np.array([0.75, 0.0])
+        >>> H, R = absorb_curvature(z + 9, z + 9, gp, gm, g0, 0.5, 0.0, d_plus=d_plus,
+        ...                         d_minus=d_minus)
+        >>> H.tolist(), R.tolist()  # element 1: both points are nu, H and R kept (9)
+        ([2.0, 9.0], [0.0, 9.0])
     """
     if hess_comp not in HESS_COMPS:
         raise ValueError(f"hess_comp must be one of {HESS_COMPS}, got {hess_comp!r}")
+    if (d_plus is None) != (d_minus is None):
+        raise ValueError("d_plus and d_minus must be given together (or neither)")
+    if d_plus is not None:
+        return _absorb_curvature_realised(H, R, g_plus, g_minus, g_zero, d_plus, d_minus,
+                                          beta3, hess_comp, w2)
     if hess_comp == "rms":
         h = curvature_magnitude(g_plus, g_minus, sigma, "rms") + w2 * w2
     else:
         h = curvature_magnitude(g_plus, g_minus, sigma, "abs") + w2
     return ema(H, h, beta3), ema(R, glass_density(g_plus, g_minus, g_zero, sigma), beta3)
+
+
+def _absorb_curvature_realised(H, R, gp, gm, g0, dp, dm, beta3, hess_comp, w2):
+    """absorb_curvature on realised displacements d+, d- (see its docstring; R3 on the offsets
+    (-d-, 0, d+)). Elementwise and traceable; where d+ = d- it is the default path's formula."""
+    xp = array_namespace(H, gp)
+    dp = xp.asarray(dp, dtype=gp.dtype) if not is_array_api_obj(dp) else dp
+    dm = xp.asarray(dm, dtype=gp.dtype) if not is_array_api_obj(dm) else dm
+    span, prod = dp + dm, dp * dm
+    has_h, has_r, equal = span > 0, prod > 0, dp == dm
+    one = xp.ones_like(span)
+    # denominators made safe where the element carries no sample (no 0/0 is ever computed);
+    # unchanged (bit for bit) where it does
+    span_s, prod_s, dp_s = (xp.where(ok, x, one) for ok, x in
+                            ((has_h, span), (has_r, prod), (has_r, dp)))
+    h = (gp - gm) / span_s  # the secant slope; (g+ - g-)/(2 sigma) for d+ = d- = sigma
+    h = xp.abs(h) + w2 if hess_comp != "rms" else h * h + w2 * w2
+    # the kernel that annihilates constant and linear terms on (-d-, 0, d+)
+    D = xp.where(equal, (gp + gm) / 2.0, (dm * gp + dp * gm) / span_s) - g0
+    rho = xp.where(equal, 2.0 * D * D / dp_s, D * D * span / prod_s)  # Var D = rho d+ d-/span
+    return xp.where(has_h, ema(H, h, beta3), H), xp.where(has_r, ema(R, rho, beta3), R)
 
 
 def alice_update(mu, G, V, H, R, config: AliceConfig, lr: float | None = None):

@@ -429,3 +429,23 @@ def test_init_gives_every_field_its_own_storage():
     s = ar.init([np.ones(3)])
     fields = [getattr(s, f)[0] for f in ("mu", "nu", "G", "V", "H", "R")]
     assert not any(np.shares_memory(a, b) for i, a in enumerate(fields) for b in fields[i + 1:])
+
+
+def test_regularisation_sign_at_zero_and_unit_weights():
+    """s(nu) = +1 at nu = 0 exactly (and at -0.0), -1 below (docs/spec/algorithm.md#one-batch,
+    step 3); weights of exactly 1.0 are applied like any other (beta = 0: G is the sample)."""
+    from alice_ref.core.batch import absorb_curvature, absorb_gradient
+
+    nu = np.array([0.0, -0.0, -1.5, 2.0])
+    g0 = np.array([0.25, 0.25, 0.25, 0.25])
+    z = np.zeros(4)
+    G, V = absorb_gradient(z, z, g0, nu, 0.0, 0.0, w1=1.0, w2=1.0)
+    np.testing.assert_array_equal(to_np(G), g0 + np.array([1.0, 1.0, -1.0, 1.0]) + nu)
+    np.testing.assert_array_equal(to_np(V), g0 * g0)
+    G, _ = absorb_gradient(z, z, g0, nu, 0.0, 0.0, w1=0.5, w2=0.0)
+    np.testing.assert_array_equal(to_np(G), g0 + 0.5 * np.array([1.0, 1.0, -1.0, 1.0]))
+    gp, gm = np.array([1.0, 3.0, -1.0, 0.0]), np.array([0.0, 1.0, 1.0, 0.0])
+    hh = (gp - gm) / (2 * 0.5)
+    for mode, want in (("abs", np.abs(hh) + 1.0), ("rms", hh * hh + 1.0)):
+        H, _ = absorb_curvature(z, z, gp, gm, g0, 0.5, 0.0, mode, w2=1.0)
+        np.testing.assert_array_equal(to_np(H), want)

@@ -134,15 +134,17 @@ def _alice_batches(budget, beta1=0.9, q=3):
 def test_train_default_quick_equal_budgets(tmp_path, capsys):
     budget = 61
     rc = train_cmd.main(["--quick", "--seeds", "2", "--budget", str(budget), "--out",
-                         str(tmp_path), "--no-progress"])
+                         str(tmp_path), "--no-progress", "--optimizers",
+                         "alice,alice-abs,alice-glass,alice-rms,adam,sgdm,adahessian"])
     assert rc == 0
-    assert "adahessian skipped" in capsys.readouterr().out
+    assert "t3-adahessian skipped" in capsys.readouterr().out
     d = json.loads((tmp_path / "train.json").read_text())
-    names = [r["optimizer"] for r in d["summary"]]
-    assert names == ["alice", "alice-abs", "alice-glass", "alice-rms", "adam", "sgdm"]
+    names = [r["optimizer"] for r in d["summary"]]  # the old names are aliases of the -q3 ones
+    assert names == ["t6-alice-glass-abs-q3", "t5-alice-abs-q3", "t4-alice-glass-q3",
+                     "t7-alice-rms-glass-q3", "t1-adam", "t2-sgdm"]
     batches, evals = _alice_batches(budget)
     for r in d["runs"]:
-        if r["optimizer"].startswith("alice"):
+        if "alice" in r["optimizer"]:
             assert (r["batches"], r["evaluations"]) == (batches, evals)
         else:
             assert (r["batches"], r["evaluations"]) == (budget, budget)
@@ -185,11 +187,11 @@ def test_train_tune_picks_from_grid():
                                "--optimizers", "sgdm", "--no-progress"]) == 0
     finally:
         mp.undo()
-    grid = out["tuning"]["sgdm"]["grid"]
-    base = train_cmd.DEFAULT_LR["default"]["sgdm"]
+    grid = out["tuning"]["t2-sgdm"]["grid"]  # 'sgdm' is the alias of T2
+    base = train_cmd.DEFAULT_LR["default"]["t2-sgdm"]
     assert [g["lr"] for g in grid] == pytest.approx([base * f for f in train_cmd.TUNE_FACTORS])
     best = min(grid, key=lambda g: g["worst_final_loss"])
-    assert out["learning_rates"]["sgdm"] == best["lr"]
+    assert out["learning_rates"]["t2-sgdm"] == best["lr"]
 
 
 def test_numpy_baselines_match_torch_optim():
@@ -223,13 +225,14 @@ def test_train_digits_quick(tmp_path):
     batches, evals = _alice_batches(budget)
     for r in d["runs"]:
         assert 0.0 <= r["final_test_accuracy"] <= 1.0
-        if r["optimizer"].startswith("alice"):
+        if "alice" in r["optimizer"]:
             assert r["impl"] == ("alice_torch.Alice" if have_at else
                                  "alice_ref.driver.Alice on torch tensors")
             assert (r["batches"], r["evaluations"]) == (batches, evals)
         else:
             assert r["evaluations"] == budget
-    assert {row["optimizer"] for row in d["summary"]} == {"alice", "alice-glass", "adam", "sgdm"}
+    assert {row["optimizer"] for row in d["summary"]} == {
+        "t6-alice-glass-abs-q3", "t4-alice-glass-q3", "t1-adam", "t2-sgdm"}
 
 
 def test_train_digits_with_alice_torch(tmp_path):
@@ -260,8 +263,9 @@ def test_train_digits_alice_fallback_on_core_driver(tmp_path, monkeypatch):
     assert any("alice_torch is not importable" in n for n in d["notes"])
 
 
-def test_train_digits_adahessian_when_installed(tmp_path):
-    pytest.importorskip("pytorch_optimizer")
+def test_train_digits_adahessian(tmp_path):
+    """T3 runs with pytorch_optimizer's AdaHessian or, without it, alice_ref's own."""
+    pytest.importorskip("torch")
     pytest.importorskip("sklearn")
     rc = train_cmd.main(["--task", "digits", "--quick", "--seeds", "1", "--budget", "21",
                          "--optimizers", "adahessian", "--out", str(tmp_path), "--no-plot",
@@ -269,6 +273,35 @@ def test_train_digits_adahessian_when_installed(tmp_path):
     assert rc == 0
     (run,) = json.loads((tmp_path / "train.json").read_text())["runs"]
     assert (run["batches"], run["evaluations"]) == (10, 20)  # 2 evaluations per batch
+
+
+def test_train_t_variants_are_the_papers(capsys):
+    """T4-T7 are the scripts' Alice variants (quick_steps 0; T7 without glass); a variant that
+    differs says so in its name; the default run is T1-T7."""
+    v = training.ALICE_VARIANTS
+    assert {k: (c["hess_comp"], c["grad_glass"], c["quick_steps"]) for k, c in v.items()
+            if "-q3" not in k} == {"t4-alice-glass": ("zero", True, 0),
+                                   "t5-alice-abs": ("abs", False, 0),
+                                   "t6-alice-glass-abs": ("abs", True, 0),
+                                   "t7-alice-rms": ("rms", False, 0)}
+    assert all(c["quick_steps"] == 3 for k, c in v.items() if k.endswith("-q3"))
+    assert v["t7-alice-rms-glass-q3"]["grad_glass"] and training.ADAHESSIAN_EPS == {
+        "t3-adahessian": 1e-8, "t3-adahessian-eps1e-4": 1e-4}
+    assert [n[:2] for n in train_cmd.DEFAULT_OPTIMIZERS] == [f"t{k}" for k in range(1, 8)]
+
+
+def test_train_equal_epochs(tmp_path, capsys):
+    """--equal epochs: every optimiser runs the same batches (2 epochs of 256 / 32 = 8 batches),
+    whatever they cost in gradient evaluations (Alice with q = 0: 3 per batch)."""
+    rc = train_cmd.main(["--equal", "epochs", "--epochs", "2", "--seeds", "1", "--optimizers",
+                         "t1-adam,t6-alice-glass-abs", "--out", str(tmp_path), "--no-plot",
+                         "--no-progress"])
+    assert rc == 0
+    runs = {r["optimizer"]: r for r in json.loads((tmp_path / "train.json").read_text())["runs"]}
+    assert runs["t1-adam"]["batches"] == runs["t6-alice-glass-abs"]["batches"] == 16
+    assert (runs["t1-adam"]["evaluations"], runs["t6-alice-glass-abs"]["evaluations"]) == (16, 48)
+    assert train_cmd.main(["--epochs", "2", "--no-progress"]) == 2  # needs --equal epochs
+    capsys.readouterr()
 
 
 def test_progress_counter_without_tqdm(monkeypatch, capsys):

@@ -262,3 +262,78 @@ def test_landscape_glass_keeps_namespace(xp):
         g = land.grad(th)
         assert array_namespace(g) is array_namespace(th)
         assert g.dtype == dt and device(g) == device(th)
+
+
+# -- the standard error of the fitted exponent, and the two-term fit (issue 19) ------------------
+
+def test_power_law_exponent_se_is_the_ols_slope_error():
+    """On noisy data the reported error is the closed-form OLS slope error
+    sqrt(sum r^2 / (n - 2) / sum (x - xbar)^2) of log y on log t."""
+    rng = np.random.default_rng(19)
+    t = np.geomspace(0.01, 1.0, 7)
+    y = 3.0 * t**1.5 * np.exp(rng.normal(scale=0.2, size=t.size))
+    p, se = power_law_exponent(t, y)
+    x, ly = np.log(t), np.log(y)
+    A = np.stack([np.ones_like(x), x], axis=1)
+    coef, ssr, _, _ = np.linalg.lstsq(A, ly, rcond=None)
+    want = math.sqrt(float(ssr[0]) / (t.size - 2) / float(((x - x.mean()) ** 2).sum()))
+    assert p == pytest.approx(coef[1], rel=1e-12)
+    assert se == pytest.approx(want, rel=1e-10)
+
+
+def test_power_law_exponent_interval_covers_at_its_level():
+    """Coverage by simulation with a known exponent: p +- t_{0.975, n-2} se holds the true 1.5 in
+    95% of 2000 noisy fits (5 binomial SE; se without the square root, with n or n + 2 in place
+    of n - 2, or times sxx, misses it)."""
+    rng = np.random.default_rng(7)
+    t = np.geomspace(0.01, 1.0, 6)
+    tq = 2.7764451051977987  # Student t quantile 0.975 at n - 2 = 4 degrees of freedom
+    reps, hits = 2000, 0
+    for _ in range(reps):
+        y = 2.0 * t**1.5 * np.exp(rng.normal(scale=0.3, size=t.size))
+        p, se = power_law_exponent(t, y)
+        hits += abs(p - 1.5) <= tq * se
+    assert abs(hits / reps - 0.95) <= 5 * math.sqrt(0.95 * 0.05 / reps)
+
+
+def test_two_term_fit_exact_and_crossover():
+    """y = a t + b t^2 is recovered exactly; t* = a / b is where the two parts are equal."""
+    from alice_ref.maths.glass import two_term_fit
+
+    t = np.geomspace(1e-3, 1.0, 9)
+    a, b = 0.3, 7.0
+    fa, fb, cov = two_term_fit(t, a * t + b * t**2)
+    assert (fa, fb) == (pytest.approx(a, rel=1e-10), pytest.approx(b, rel=1e-10))
+    assert np.all(np.abs(cov) < 1e-20)
+    ts = fa / fb
+    assert fa * ts == pytest.approx(fb * ts**2, rel=1e-9)
+    with pytest.raises(ValueError):
+        two_term_fit([1.0, 1.0], [1.0, 2.0])
+
+
+def test_two_term_fit_on_separable_glass_and_quadratic():
+    """On separable glass E mean_i (g_i(nu + t z) - g_i(nu))^2 = mean rho_i t + mean h_i^2 t^2
+    (glass and Hessian parts independent, R1); on a quadratic a = 0, b = ||H||_F^2 / n. The
+    power-law sweep's two-term fit and its 95% interval hold the known a and b."""
+    from alice_ref.tools.diagnostics import from_flat, power_law_sweep
+
+    n = 4000
+    lam = np.full(n, 20.0)
+    s = np.full(n, 0.1)  # rho = 0.2 and mean h^2 = 1.08: t* = 0.18 inside the sweep
+    h = np.linspace(0.5, 1.5, n)
+    land = SeparableGlass(n, lam=lam, s=s, h=h, box=(-2.0, 2.0), seed=3)
+    nu = np.zeros(n)
+    prob = from_flat(lambda th: (float(land.loss(th)), land.grad(th)), nu, [n], names=["all"])
+    scales = [0.01, 0.03, 0.1, 0.3, 1.0]
+    g = power_law_sweep(prob, scales, n_probes=4, seed=4).groups[0]
+    fit = g.two_term
+    a, b = float(np.mean(land.rho)), float(np.mean(h**2))
+    assert fit["a_ci"][0] <= a <= fit["a_ci"][1], (fit, a)
+    assert fit["b_ci"][0] <= b <= fit["b_ci"][1], (fit, b)
+    assert fit["t_star_ci"][0] <= a / b <= fit["t_star_ci"][1]
+    q = Quadratic(6, seed=2)
+    qp = from_flat(lambda th: (float(q.loss(th)), q.grad(th)), np.zeros(6), [6], names=["q"])
+    qf = power_law_sweep(qp, [0.1, 0.2, 0.4, 0.8], n_probes=64, seed=0).groups[0].two_term
+    scale = float(np.sum(q.hessian**2)) / 6  # E_z mean_i (H z)_i^2 for Rademacher z
+    assert abs(qf["a"]) <= 1e-9 * scale  # no glass: exactly quadratic along every probe
+    assert qf["b_ci"][0] <= scale <= qf["b_ci"][1], (qf, scale)

@@ -280,3 +280,12 @@ def test_results_keep_namespace_dtype_device(xp, dtype):
                 bounded_step(g, h, r, r, 0.0, 0.1, "adam"),
                 bounded_step(g, h, r, None, 0.0, 0.1, "sgdm")):
         assert_same_kind(out, g)
+
+
+def test_effective_curvature_zero_gradient_zero_glass_zero_eps():
+    """The 0/0 guard of h_opt: |g| = rho = eps = 0 gives alpha = 0, so h_opt = h exactly."""
+    h = np.array([2.5, 0.0, 1e-300, 7.0])
+    got = effective_curvature(np.zeros(4), h, np.zeros(4), eps=0.0)
+    assert np.array_equal(got, h)
+    inf = effective_curvature(np.zeros(1), np.ones(1), np.ones(1), eps=0.0)  # rho > 0 = |g|
+    assert np.isinf(inf[0])

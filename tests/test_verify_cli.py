@@ -17,7 +17,7 @@ from alice_ref.tools import verify
 from alice_ref.tools.cli import SUBCOMMANDS, build_parser, main
 
 RESULTS = [f"R{k}" for k in range(1, 9)]
-KEYS = {"result", "claim", "predicted", "measured", "tolerance", "verdict"}
+KEYS = {"result", "claim", "predicted", "measured", "tolerance", "verdict", "relation", "anchor"}
 
 
 def _check_schema(rows):
@@ -31,6 +31,8 @@ def _check_schema(rows):
             if isinstance(row[k], float):
                 assert math.isfinite(row[k])
         assert row["verdict"] in ("pass", "fail")
+        assert row["relation"] in ("=", "<=", ">=", "min")
+        assert isinstance(row["anchor"], str) and row["anchor"], row
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +61,8 @@ def test_json_schema_and_table(quick_run):
     _, rows, out = quick_run
     _check_schema(rows)
     header = out.splitlines()[0].split()
-    assert header == ["result", "claim", "predicted", "measured", "tolerance", "verdict"]
+    assert header == ["result", "anchor", "claim", "measured", "rel", "predicted", "tolerance",
+                      "verdict"]
     assert f"{len(rows)} rows: {len(rows)} pass, 0 fail" in out
 
 
@@ -175,3 +178,106 @@ def test_run_checks_is_seeded():
     c = verify.run_checks(seed=6, quick=True, only={"R3"})
     assert [r.measured for r in a] == [r.measured for r in b]
     assert [r.measured for r in a] != [r.measured for r in c]
+
+
+# -- paper anchors, relations, claims (issue 19) -------------------------------------------------
+
+ALG_STEPS = {"2": 11, "3": 10}  # the official algorithm's numbered steps (docs/spec/algorithm.md)
+
+
+def test_every_row_names_result_anchor_and_relation(quick_run):
+    """Each row names its result, an abstract claim A1-A8 or an algorithm step, and a relation;
+    one-sided tolerances go with '<=' / '>=' rows only, so a bound is never a bare prediction."""
+    import re
+
+    from alice_ref.tools.verify.paper import ABSTRACT
+
+    _, rows, _ = quick_run
+    for r in rows:
+        claims = set(re.findall(r"\bA\d\b", r["anchor"]))
+        algs = re.findall(r"Alg\. (\d), steps? (\d+)(?:-(\d+))?", r["anchor"])
+        assert claims or algs or "docs/spec/" in r["anchor"], r
+        assert claims <= set(ABSTRACT), r
+        for alg, lo, hi in algs:
+            assert 1 <= int(lo) <= int(hi or lo) <= ALG_STEPS[alg], r
+        one_sided = "one-sided" in str(r["tolerance"])
+        assert one_sided == (r["relation"] in ("<=", ">=")), r
+    assert {r["relation"] for r in rows} == {"=", "<=", ">=", "min"}
+    assert {a for r in rows for a in re.findall(r"\bA\d\b", r["anchor"])} == set(ABSTRACT)
+
+
+def test_claims_read_as_one_clean_sentence(quick_run):
+    """A capital first letter, one final full stop, no doubled blanks, no garbled fragments such
+    as 'sqrt(2/pi) for Gaussian z < 1 for Rademacher'; parentheses balance."""
+    _, rows, _ = quick_run
+    for r in rows:
+        c = r["claim"]
+        assert c[0].isupper() or "_" in c.split()[0], c  # a sentence, or a code name first
+        assert c.endswith(".") and not c.endswith(".."), c
+        assert "  " not in c and " ," not in c, c
+        assert c.count("(") == c.count(")"), c
+        assert " z < 1 " not in c, c
+
+
+def test_paper_map_doc_lists_every_row(quick_run):
+    """docs/paper-map.md names every result with its abstract claims and every check title."""
+    import pathlib
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "paper-map.md").read_text(
+        encoding="utf-8")
+    for _, title, _ in verify.CHECKS:
+        assert title in text, title
+    for result in RESULTS:
+        assert f"| {result} " in text, result
+    for claim in verify.ABSTRACT:
+        assert f"**{claim}**" in text, claim
+
+
+def test_bad_paths_fail_before_any_work(monkeypatch, tmp_path, capsys):
+    """--json into a missing directory, --report onto a file: exit 2 before a check runs."""
+    def boom(*a, **k):
+        raise AssertionError("a check ran before the arguments were checked")
+
+    monkeypatch.setattr(verify, "run_checks", boom)
+    (tmp_path / "file").write_text("x")
+    for argv in (["--json", "/nonexistent/x.json"], ["--json", str(tmp_path)],
+                 ["--report", str(tmp_path / "file")],
+                 ["--report", str(tmp_path / "missing" / "deeper")]):
+        assert main(["verify", "--quick", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert "error" in err and argv[0] in err, err
+
+
+def test_progress_on_stderr_when_piped(tmp_path):
+    """With stdout and stderr piped (not terminals) each check still reports on stderr."""
+    proc = subprocess.run([sys.executable, "-m", "alice_ref", "verify", "--quick", "--only",
+                           "R5,R6"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("verify [")]
+    assert [ln.split("]")[0] for ln in lines] == ["verify [1/2", "verify [2/2"], proc.stderr
+    assert "\r" not in proc.stderr and "verify [" not in proc.stdout
+    quiet = subprocess.run([sys.executable, "-m", "alice_ref", "verify", "--quick", "--only",
+                            "R6", "--no-progress"], capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0 and "verify [" not in quiet.stderr
+
+
+def test_report_folder(tmp_path, capsys):
+    """--report writes the Markdown table, the JSON rows and one figure per result that ran,
+    and the figures come from the rows' own samples (R8: the counted cost per q)."""
+    out = tmp_path / "rep"
+    assert main(["verify", "--quick", "--only", "R3,R5,R8", "--report", str(out),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["verify.json", "verify.md", "verify_r3.png", "verify_r5.png",
+                     "verify_r8.png"]
+    md = (out / "verify.md").read_text(encoding="utf-8")
+    doc = json.loads((out / "verify.json").read_text(encoding="utf-8"))
+    assert md.count("\n| R") == len(doc["rows"]) + 3  # every row, and the 3 results' anchors
+    assert "![R5](verify_r5.png)" in md and "&ge;" in md  # R3's 'abs' row: a lower bound
+    for p in out.glob("*.png"):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
+    samples = {}
+    verify.run_checks(quick=True, only={"R8"}, samples=samples)
+    cost = samples["R8"]["cost"]
+    assert cost[:, 1].tolist() == [(3 + q) / (q + 1) for q in cost[:, 0]]  # R8, by algebra

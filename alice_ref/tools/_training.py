@@ -21,15 +21,31 @@ from alice_ref.landscapes import ReluTeacherStudent
 from alice_ref.maths.schedule import is_sample_step
 from alice_ref.tools._tasks import load_digits_data, make_mlp
 
-__all__ = ["ALICE_VARIANTS", "AdamNumpy", "SGDMomentumNumpy", "run_default", "run_digits"]
+__all__ = ["ALIASES", "ALICE_VARIANTS", "ADAHESSIAN_EPS", "AdamNumpy", "SGDMomentumNumpy",
+           "run_default", "run_digits"]
 
-# Alice variants: AliceConfig overrides (docs/spec/algorithm.md#hyperparameters).
+# Alice variants: AliceConfig overrides (docs/spec/algorithm.md#hyperparameters), named as the
+# paper's experiment scripts name them (T4-T7: quick_steps 0, phi 0.1 = 1 - beta1, omega 1,
+# limit 'adam', lr_max = 2 lr, w1 = w2 = 0, all defaults but q). A variant that differs from its
+# T-number says so in its name: '-q3' (three quick steps per sample step, the library default),
+# '-rms-glass' (rms curvature with the glass kept; T7 drops it).
 ALICE_VARIANTS = {
-    "alice": {"hess_comp": "abs", "grad_glass": True},
-    "alice-abs": {"hess_comp": "abs", "grad_glass": False},
-    "alice-glass": {"hess_comp": "zero", "grad_glass": True},
-    "alice-rms": {"hess_comp": "rms", "grad_glass": True},
+    "t4-alice-glass": {"hess_comp": "zero", "grad_glass": True, "quick_steps": 0},
+    "t5-alice-abs": {"hess_comp": "abs", "grad_glass": False, "quick_steps": 0},
+    "t6-alice-glass-abs": {"hess_comp": "abs", "grad_glass": True, "quick_steps": 0},
+    "t7-alice-rms": {"hess_comp": "rms", "grad_glass": False, "quick_steps": 0},
+    "t4-alice-glass-q3": {"hess_comp": "zero", "grad_glass": True, "quick_steps": 3},
+    "t5-alice-abs-q3": {"hess_comp": "abs", "grad_glass": False, "quick_steps": 3},
+    "t6-alice-glass-abs-q3": {"hess_comp": "abs", "grad_glass": True, "quick_steps": 3},
+    "t7-alice-rms-glass-q3": {"hess_comp": "rms", "grad_glass": True, "quick_steps": 3},
 }
+# The baselines: T1 Adam, T2 SGD-momentum 0.9, T3 AdaHessian (eps 1e-8 as the scripts; the
+# '-eps1e-4' variant uses the AdaHessian paper's 1e-4, which keeps early steps tame here).
+ADAHESSIAN_EPS = {"t3-adahessian": 1e-8, "t3-adahessian-eps1e-4": 1e-4}
+# The names before issue 19, accepted on the command line: old name -> variant.
+ALIASES = {"alice": "t6-alice-glass-abs-q3", "alice-abs": "t5-alice-abs-q3",
+           "alice-glass": "t4-alice-glass-q3", "alice-rms": "t7-alice-rms-glass-q3",
+           "adam": "t1-adam", "sgdm": "t2-sgdm", "adahessian": "t3-adahessian-eps1e-4"}
 DIVERGENCE_FACTOR = 10.0  # a run whose final loss exceeds 10x its initial loss has diverged
 N_CHECKPOINTS = 40
 
@@ -143,13 +159,14 @@ def checkpoints(budget: int) -> list:
 
 # -- default task (NumPy) ------------------------------------------------------------------------
 
-def run_default(name, lr, seed, budget, batch, tick):
-    """One training run on the ReLU teacher-student; returns the run record."""
+def run_default(name, lr, seed, budget, batch, tick, max_batches=None):
+    """One training run on the ReLU teacher-student; returns the run record. It stops before
+    the batch that would exceed ``budget`` evaluations or after ``max_batches`` batches."""
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is reported, not warned
-        return _run_default_body(name, lr, seed, budget, batch, tick)
+        return _run_default_body(name, lr, seed, budget, batch, tick, max_batches)
 
 
-def _run_default_body(name, lr, seed, budget, batch, tick):
+def _run_default_body(name, lr, seed, budget, batch, tick, max_batches=None):
     L = ReluTeacherStudent(seed=0)  # the task is fixed; the seed varies init, batches, probes
     theta0 = L.init_params(seed=seed + 1)
     n = L.X.shape[0]
@@ -177,13 +194,13 @@ def _run_default_body(name, lr, seed, budget, batch, tick):
         opt = AliceDriver([theta0], cfg, seed=seed)
         params = lambda: opt.params[0]
     else:
-        opt = (AdamNumpy if name == "adam" else SGDMomentumNumpy)(theta0, lr)
+        opt = (AdamNumpy if name == "t1-adam" else SGDMomentumNumpy)(theta0, lr)
         params = lambda: opt.theta
     record(params())
     diverged = False
     while True:
         cost = next_alice_cost(opt.state.t, cfg) if name in ALICE_VARIANTS else opt.cost
-        if evals + cost > budget:
+        if evals + cost > budget or (max_batches is not None and batches >= max_batches):
             break
         idx = next_batch()
         if name in ALICE_VARIANTS:
@@ -230,23 +247,27 @@ def alice_torch_or_none():
 
 
 def adahessian_or_none():
+    """pytorch_optimizer.AdaHessian when installed, else alice_ref's own (the paper's T3 as the
+    AdaHessian paper defines it: alice_ref.tools.experiment.adahessian)."""
     try:
         from pytorch_optimizer import AdaHessian
     except ImportError:
-        return None
+        from alice_ref.tools.experiment.adahessian import make_adahessian
+
+        return make_adahessian
     return AdaHessian
 
 
-def run_digits(name, lr, seed, budget, batch, tick, ctx):
+def run_digits(name, lr, seed, budget, batch, tick, ctx, max_batches=None):
     """One training run on digits; torch's global RNG (AdaHessian's Hutchinson probes) is seeded
     per run and restored afterwards, so a run does not depend on the runs before it."""
     torch = ctx[0]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 11)
-        return _run_digits_body(name, lr, seed, budget, batch, tick, ctx)
+        return _run_digits_body(name, lr, seed, budget, batch, tick, ctx, max_batches)
 
 
-def _run_digits_body(name, lr, seed, budget, batch, tick, ctx):
+def _run_digits_body(name, lr, seed, budget, batch, tick, ctx, max_batches=None):
     torch, (Xtr, ytr, Xte, yte) = ctx
     from torch.func import functional_call
 
@@ -278,15 +299,17 @@ def _run_digits_body(name, lr, seed, budget, batch, tick, ctx):
             impl = "alice_ref.driver.Alice on torch tensors"
             opt = AliceDriver([p.detach().clone() for p in model.parameters()], cfg, seed=seed)
             current = lambda: opt.params
-    elif name == "adam":
+    elif name == "t1-adam":
         opt = torch.optim.Adam(model.parameters(), lr=lr)
-    elif name == "sgdm":
+    elif name == "t2-sgdm":
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     else:
-        impl = "pytorch_optimizer.AdaHessian"
-        # eps 1e-4 as in the AdaHessian paper (Yao et al. 2021); pytorch_optimizer defaults to
-        # 1e-16, with which near-zero early Hessian estimates blow up some seeds here.
-        opt = adahessian_or_none()(model.parameters(), lr=lr, eps=1e-4)
+        cls = adahessian_or_none()
+        impl = ("pytorch_optimizer.AdaHessian" if isinstance(cls, type)
+                else "alice_ref.tools.experiment.adahessian")
+        # eps: 1e-8 for T3 as the scripts set it; 1e-4 (the AdaHessian paper's) for the
+        # '-eps1e-4' variant: with tiny eps near-zero early Hessian estimates blow up some seeds.
+        opt = cls(model.parameters(), lr=lr, eps=ADAHESSIAN_EPS[name])
     if name not in ALICE_VARIANTS:
         current = lambda: list(model.parameters())
 
@@ -313,8 +336,8 @@ def _run_digits_body(name, lr, seed, budget, batch, tick, ctx):
             t_done = opt.t if impl == "alice_torch.Alice" else opt.state.t
             cost = next_alice_cost(t_done, cfg)
         else:
-            cost = 2 if name == "adahessian" else 1
-        if evals + cost > budget:
+            cost = 2 if name in ADAHESSIAN_EPS else 1
+        if evals + cost > budget or (max_batches is not None and batches >= max_batches):
             break
         idx = next_batch()
         xb, yb = Xtr[idx], ytr[idx]
@@ -333,9 +356,9 @@ def _run_digits_body(name, lr, seed, budget, batch, tick, ctx):
                     calls[0] += 1
                     opt.zero_grad()
                     loss = F.cross_entropy(model(xb), yb)
-                    loss.backward(create_graph=(name == "adahessian"))
+                    loss.backward(create_graph=(name in ADAHESSIAN_EPS))
                     return loss
-                if name == "adahessian":
+                if name in ADAHESSIAN_EPS:
                     with warnings.catch_warnings():  # backward(create_graph=True), as it needs
                         warnings.simplefilter("ignore", UserWarning)
                         closure()

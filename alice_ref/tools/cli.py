@@ -29,6 +29,10 @@ SUBCOMMANDS: dict[str, str] = {
     "verify": "alice_ref.tools.verify",
     "probe": "alice_ref.tools.probe",
     "train": "alice_ref.tools.train",
+    "experiment": "alice_ref.tools.experiment",
+    "prune": "alice_ref.tools.saliency_prune",
+    "quantize": "alice_ref.tools.saliency_quantize",
+    "conformance": "alice_ref.tools.conformance",
 }
 
 

@@ -5,18 +5,27 @@ Tasks: ``default`` -- the embedded ReLU teacher-student landscape (NumPy, miniba
 scikit-learn's bundled digits, trained with ``alice_torch.Alice`` when importable (else the
 core's driver over torch tensors; the summary says which) and torch.optim baselines.
 
-Optimisers: ``alice`` (hess_comp='abs', grad_glass=True: Hessian + glass), ``alice-abs``
-(grad_glass=False: Hessian only), ``alice-glass`` (hess_comp='zero': glass only), ``alice-rms``
-(hess_comp='rms'), ``adam``, ``sgdm`` (SGD with momentum 0.9) and, for digits, ``adahessian``
-(pytorch_optimizer.AdaHessian when installed, else skipped with a note). For the NumPy task the
-Adam and SGD-momentum baselines are the few lines of alice_ref.tools._training (textbook
-updates, labelled "numpy baseline"); for digits they are torch.optim's.
+Optimisers, named as the paper's experiment scripts name them (T1-T7): ``t1-adam``, ``t2-sgdm``
+(SGD with momentum 0.9), ``t3-adahessian`` (digits only; eps 1e-8 as the scripts;
+pytorch_optimizer.AdaHessian when installed, else alice_ref's own), and the Alice variants with
+quick_steps 0 as the scripts: ``t4-alice-glass`` (hess_comp 'zero'), ``t5-alice-abs`` ('abs',
+no glass), ``t6-alice-glass-abs`` ('abs' + glass), ``t7-alice-rms`` ('rms', no glass). Variants
+that differ say so in their names: ``t4-alice-glass-q3`` ... ``t6-alice-glass-abs-q3`` (three
+quick steps per sample step, the library default), ``t7-alice-rms-glass-q3`` ('rms' with the
+glass kept), ``t3-adahessian-eps1e-4`` (eps 1e-4). The names before (alice, alice-abs,
+alice-glass, alice-rms, adam, sgdm, adahessian) are accepted as aliases of the -q3 variants, T1,
+T2 and the eps-1e-4 AdaHessian. Learning rates are per task (tuned, below), not the scripts'
+CIFAR ones; ``alice-ref experiment`` runs the scripts' protocol. For the NumPy task the Adam and
+SGD-momentum baselines are the few lines of alice_ref.tools._training (textbook updates,
+labelled "numpy baseline"); for digits they are torch.optim's.
 
-Budgets count gradient evaluations, not batches: an Alice sample step costs 3 (g+, g-, g0), a
-quick step 1, so Alice averages (3+q)/(q+1) per batch after warm-up (R8); Adam and SGD cost 1;
-AdaHessian costs 2 (a gradient and one Hessian-vector product). A run stops before the batch
-that would exceed the budget. The loss on the full training set at the reported parameters
-(Alice's centre mu) is measured at ~40 checkpoints and is not counted.
+``--equal evaluations`` (default): equal budgets of gradient evaluations, not batches: an Alice
+sample step costs 3 (g+, g-, g0), a quick step 1, so Alice averages (3+q)/(q+1) per batch after
+warm-up (R8); Adam and SGD cost 1; AdaHessian costs 2 (a gradient and one Hessian-vector
+product). A run stops before the batch that would exceed the budget. ``--equal epochs``: every
+optimiser runs ``--epochs`` passes over the training data (the scripts' protocol), whatever it
+costs. The loss on the full training set at the reported parameters (Alice's centre mu) is
+measured at ~40 checkpoints and is not counted.
 
 Exit codes: 0 done (a diverged run is reported, not an error); 2 bad arguments; 3 an optional
 dependency of the chosen task is missing.
@@ -48,18 +57,26 @@ __all__ = [
     "run",
 ]
 
-OPTIMIZERS = tuple(ALICE_VARIANTS) + ("adam", "sgdm", "adahessian")
+OPTIMIZERS = ("t1-adam", "t2-sgdm", "t3-adahessian") + tuple(ALICE_VARIANTS) + (
+    "t3-adahessian-eps1e-4",)
+DEFAULT_OPTIMIZERS = ("t1-adam", "t2-sgdm", "t3-adahessian", "t4-alice-glass", "t5-alice-abs",
+                      "t6-alice-glass-abs", "t7-alice-rms")
 # Learning rates per task (Alice: lr = sigma and the step-bound scale; its centre moves by
 # phi * delta with |delta| <= 2 lr |G|/sqrt(V), so Alice at lr moves like Adam at ~0.2 lr).
 # Centres of the `--tune` grids, set from tuning runs at the default budgets (the docs' results
 # were produced with --tune: grid x TUNE_FACTORS, worst final loss over TUNE_SEEDS, which are
 # not reported seeds); see docs/diagnostics.md.
-DEFAULT_LR = {
+_OLD_LR = {  # tuned under the former names (q = 3); the T-variants start from the same grid
     "default": {"alice": 0.025, "alice-abs": 0.1, "alice-glass": 0.05, "alice-rms": 0.025,
                 "adam": 0.02, "sgdm": 0.2, "adahessian": 0.1},
     "digits": {"alice": 0.025, "alice-abs": 0.1, "alice-glass": 0.05, "alice-rms": 0.025,
                "adam": 0.04, "sgdm": 0.4, "adahessian": 0.2},
 }
+_BASE = {"t4-alice-glass": "alice-glass", "t5-alice-abs": "alice-abs",
+         "t6-alice-glass-abs": "alice", "t7-alice-rms": "alice-rms", "t3-adahessian": "adahessian"}
+DEFAULT_LR = {task: {name: lrs[_BASE.get(name) or next(k for k, v in T.ALIASES.items()
+                                                       if v == name)]
+                     for name in OPTIMIZERS} for task, lrs in _OLD_LR.items()}
 DEFAULT_BUDGET = {"default": 3000, "digits": 1000}
 TUNE_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 TUNE_SEEDS = (1000, 1001)  # tuning seeds, disjoint from the reported seeds
@@ -97,7 +114,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=None,
                    help="minibatch size (default 32 for default, 64 for digits)")
     p.add_argument("--optimizers", default=None,
-                   help=f"comma list from {','.join(OPTIMIZERS)} (default: all that apply)")
+                   help=f"comma list from {','.join(OPTIMIZERS)} or the old names "
+                        f"{','.join(T.ALIASES)} (default: T1-T7, those that apply)")
+    p.add_argument("--equal", choices=("evaluations", "epochs"), default="evaluations",
+                   help="equal gradient-evaluation budgets (default) or equal epochs")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs per run with --equal epochs (default 10, quick 1)")
     p.add_argument("--lr", action="append", default=[], metavar="NAME=LR",
                    help="override one optimiser's learning rate (repeatable)")
     p.add_argument("--tune", action="store_true",
@@ -179,9 +201,10 @@ def _parse(args):
     if not 1 <= batch <= n_max:
         raise ValueError(f"--batch must be in 1..{n_max}, got {batch}")
     if args.optimizers is None:
-        names = list(OPTIMIZERS)
+        names = list(DEFAULT_OPTIMIZERS)
     else:
-        names = [s.strip() for s in args.optimizers.split(",") if s.strip()]
+        names = [T.ALIASES.get(s.strip(), s.strip()) for s in args.optimizers.split(",")
+                 if s.strip()]
         bad = [s for s in names if s not in OPTIMIZERS]
         if bad or not names:
             raise ValueError(f"--optimizers must name some of {', '.join(OPTIMIZERS)}, got "
@@ -189,12 +212,25 @@ def _parse(args):
     lrs = dict(DEFAULT_LR[args.task])
     for item in args.lr:
         k, _, v = item.partition("=")
+        k = T.ALIASES.get(k, k)
         if k not in OPTIMIZERS or not v:
             raise ValueError(f"--lr must be NAME=LR with NAME in {', '.join(OPTIMIZERS)}, got "
                              f"{item!r}")
         lrs[k] = float(v)
         if not lrs[k] > 0:
             raise ValueError(f"--lr {k} must be > 0, got {v}")
+    epochs = getattr(args, "epochs", None)
+    if getattr(args, "equal", "evaluations") == "epochs":
+        epochs = epochs if epochs is not None else (1 if args.quick else 10)
+        if epochs < 1:
+            raise ValueError(f"--epochs must be >= 1, got {epochs}")
+        max_batches = epochs * (n_max // batch)
+        budget = 3 * max_batches  # no evaluation budget binds: Alice costs at most 3 a batch
+    elif epochs is not None:
+        raise ValueError("--epochs needs --equal epochs")
+    else:
+        max_batches = None
+    args.max_batches = max_batches
     return seeds, budget, batch, names, lrs
 
 
@@ -232,17 +268,17 @@ def run(args) -> int:
         except MissingDependency as e:
             print(f"alice-ref train: {e}", file=sys.stderr)
             return EXIT_MISSING
-        if "adahessian" in names and T.adahessian_or_none() is None:
-            names.remove("adahessian")
-            notes.append("adahessian skipped: pytorch_optimizer is not installed "
-                         "(pip install pytorch_optimizer)")
+        if any(n in T.ADAHESSIAN_EPS for n in names) and not isinstance(T.adahessian_or_none(),
+                                                                          type):
+            notes.append("AdaHessian: pytorch_optimizer is not installed; alice_ref's own "
+                         "AdaHessian (alice_ref.tools.experiment.adahessian) ran")
         if any(n in ALICE_VARIANTS for n in names) and T.alice_torch_or_none() is None:
             notes.append("alice_torch is not importable: Alice variants ran on the core's "
                          "driver (alice_ref.Alice) over torch tensors")
-    elif "adahessian" in names:
-        names.remove("adahessian")
-        notes.append("adahessian skipped: only available for --task digits (it needs torch "
-                     "Hessian-vector products via pytorch_optimizer)")
+    elif any(n in T.ADAHESSIAN_EPS for n in names):
+        names = [n for n in names if n not in T.ADAHESSIAN_EPS]
+        notes.append("t3-adahessian skipped: only available for --task digits (it needs torch "
+                     "Hessian-vector products)")
     if not names:
         print("alice-ref train: error: no optimiser left to run", file=sys.stderr)
         for n in notes:
@@ -251,8 +287,8 @@ def run(args) -> int:
 
     def one(name, lr, seed, tick):
         if args.task == "default":
-            return T.run_default(name, lr, seed, budget, batch, tick)
-        return T.run_digits(name, lr, seed, budget, batch, tick, ctx)
+            return T.run_default(name, lr, seed, budget, batch, tick, args.max_batches)
+        return T.run_digits(name, lr, seed, budget, batch, tick, ctx, args.max_batches)
 
     tuning = {}
     n_tune = len(names) * len(TUNE_FACTORS) * len(TUNE_SEEDS) if args.tune else 0
@@ -289,6 +325,7 @@ def run(args) -> int:
     bar.close()
     summary = _summarise(args.task, names, runs)
     out = {"task": args.task, "budget": budget, "batch": batch, "seeds": seeds,
+           "equal": args.equal, "max_batches": args.max_batches,
            "learning_rates": {n: lrs[n] for n in names}, "tuning": tuning, "notes": notes,
            "summary": summary, "seconds": round(time.perf_counter() - t0, 3),
            "runs": runs}
@@ -403,7 +440,7 @@ def plot_curves(out, directory) -> list:
             m = min(len(r[key]) for r in rs)
             e = np.asarray(rs[0]["curve_evals"][:m])
             Y = np.asarray([r[key][:m] for r in rs], dtype=np.float64)
-            style = "-" if row["optimizer"].startswith("alice") else "--"
+            style = "-" if "alice" in row["optimizer"] else "--"
             ax.plot(e, Y.mean(0), style, color=f"C{k}", lw=1.4,
                     label=f"{row['optimizer']} (lr {row['lr']:.3g})")
             ax.fill_between(e, Y.min(0), Y.max(0), color=f"C{k}", alpha=0.15, lw=0)

@@ -2,7 +2,10 @@
 
 :func:`power_law_sweep` measures y(t) = E_z mean_i (g_i(nu + t z) - g_i(nu))^2 over a range of
 perturbation lengths t and fits the exponent p: p = 1 where glass dominates, p = 2 where the
-Hessian dominates (4 for third-order terms alone).
+Hessian dominates (4 for third-order terms alone). Next to it, the two-term fit
+y = a t + b t^2 (glass part a, Hessian part b, :func:`alice_ref.maths.glass.two_term_fit`) and
+the crossover t* = a / b below which glass dominates: a curve that bends from slope 1 to slope
+2 has one t* inside the sweep, which a single exponent hides.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from alice_ref.checks import check_count
 from alice_ref.driver import draw_rademacher
-from alice_ref.maths.glass import power_law_exponent
+from alice_ref.maths.glass import power_law_exponent, two_term_fit
 from alice_ref.tools._output import json_safe
 from alice_ref.tools.diagnostics.estimate import _Sums
 from alice_ref.tools.diagnostics.problem import (
@@ -48,6 +51,9 @@ class GroupPowerLaw:
         ci: [p - z se, p + z se] at the report's ci_level.
         regime: 'glass' (ci entirely below 1.5), 'hessian' (ci entirely in [1.5, 3]),
             'third-order' (ci above 3), 'mixed', or 'unknown' (no finite ci).
+        two_term: the fit y = a t + b t^2: {'a', 'b', 't_star' (= a / b), 'a_se', 'b_se',
+            't_star_se', 'a_ci', 'b_ci', 't_star_ci'} with the same two-way jackknife errors
+            and ci_level as p (None when the fit fails).
 
     Example:
         A quadratic: g(nu + t z) - g(nu) = 2 t z, so y = 4 t^2 and p = 2:
@@ -73,6 +79,7 @@ class GroupPowerLaw:
     fit_se: float
     ci: list
     regime: str
+    two_term: dict | None = None
 
 
 @dataclasses.dataclass
@@ -145,6 +152,25 @@ def _regime(ci) -> str:
     if lo > 3.0:
         return "third-order"
     return "mixed"
+
+
+def _two_term(sums, ts, keys, zq):
+    """The fit y = a t + b t^2 of one group's mean curve, with jackknife errors (R1)."""
+    def fit(m, k):
+        y = [m[key] for key in keys]
+        if not all(math.isfinite(v) and v > 0 for v in y):
+            return math.nan
+        a, b, _ = two_term_fit(ts, y)
+        return (a, b, a / b if b != 0 else math.nan)[k]
+
+    est = [sums.estimate(lambda m, k=k: fit(m, k)) for k in range(3)]
+    if not math.isfinite(est[0].value) or not math.isfinite(est[1].value):
+        return None
+    out = {}
+    for key, e in zip(("a", "b", "t_star"), est):
+        out[key], out[f"{key}_se"] = e.value, e.se
+        out[f"{key}_ci"] = [e.value - zq * e.se, e.value + zq * e.se]
+    return out
 
 
 def power_law_sweep(problem: Problem, scales: Sequence[float], n_probes: int = 8, seed=0, *,
@@ -224,7 +250,7 @@ def power_law_sweep(problem: Problem, scales: Sequence[float], n_probes: int = 8
         out.append(GroupPowerLaw(
             name=name, size=s.n, t=ts, y=y, y_se=[e.se for e in ys], p=p_fit, se=est.se,
             se_probes=est.se_probes, se_elements=est.se_elements, fit_se=fit_se, ci=ci,
-            regime=_regime(ci)))
+            regime=_regime(ci), two_term=_two_term(s, ts, keys, zq)))
     return PowerLawReport(scales=ts, n_probes=n_probes, ci_level=float(ci_level),
                           evaluations=count[0], groups=out)
 

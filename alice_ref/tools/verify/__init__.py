@@ -2,7 +2,10 @@
 
 Each check compares a prediction (algebra, enumeration, a landscape's known rho and H, or an
 independent brute-force computation) with a measurement made through the library's public
-functions, and prints one row: result, claim, predicted, measured, tolerance, verdict.
+functions, and prints one row: result, paper anchor, claim, measured, relation, predicted,
+tolerance, verdict. The relation ('=', '<=', '>=', 'min') says how measured must stand to
+predicted, so a bound is never shown as a prediction; the anchor names the abstract's claim
+(A1-A8, :mod:`.paper`) and the official algorithm's step the row checks (docs/paper-map.md).
 
 - Monte Carlo rows are seeded (``--seed``); the tolerance is 5 standard errors computed from the
   samples themselves (two-sided unless the claim is an inequality). Samples are independent by
@@ -31,6 +34,7 @@ import numpy as np
 
 from ._rows import Row, _Ctx
 from .command import DESCRIPTION, HELP, RESULTS, add_arguments, main, register, run
+from .paper import ABSTRACT, RESULT_ANCHORS
 from .r1 import _r1_quadratic, _r1_relu, _r1_separable
 from .r2 import _r2_enumeration, _r2_gaussian_probes
 from .r3 import _r3_enumeration, _r3_kernel_algebra, _r3_reml_variance, _r3_separable
@@ -39,9 +43,10 @@ from .r5 import _r5
 from .r6 import _r6
 from .r7 import _r7
 from .r8 import _r8
-from .table import format_table, rows_to_json
+from .table import format_markdown, format_table, rows_to_json
 
-__all__ = ["Row", "CHECKS", "run_checks", "run_check", "format_table", "rows_to_json",
+__all__ = ["Row", "CHECKS", "run_checks", "run_check", "format_table", "format_markdown",
+           "rows_to_json", "ABSTRACT", "RESULT_ANCHORS",
            "add_arguments", "run", "register", "main", "HELP", "DESCRIPTION", "RESULTS"]
 
 # (result, title, function); a check returns one or more rows of its result.
@@ -63,7 +68,8 @@ CHECKS = (
 )
 
 
-def run_checks(seed: int = 0, quick: bool = False, only=None, progress=None) -> list[Row]:
+def run_checks(seed: int = 0, quick: bool = False, only=None, progress=None,
+               samples: dict | None = None) -> list[Row]:
     """Run the numerical checks of R1-R8 (all, or those of the results in ``only``).
 
     Each check compares a prediction with a measurement made through the library's public
@@ -78,6 +84,8 @@ def run_checks(seed: int = 0, quick: bool = False, only=None, progress=None) -> 
         only: None for all checks, or a collection of result names such as {'R3', 'R5'}
             (upper case, as in CHECKS).
         progress: optional ``progress(i, n, result, title)``, called before each check.
+        samples: optional dict that receives what the checks measured, by name ('R1-separable',
+            'R5', ...): the samples ``--report`` draws its figures from.
 
     Returns:
         The list of Row objects, in the order of CHECKS.
@@ -90,7 +98,7 @@ def run_checks(seed: int = 0, quick: bool = False, only=None, progress=None) -> 
         >>> {r.result for r in rows}, all(r.verdict == "pass" for r in rows), calls
         ({'R6'}, True, [(0, 1, 'R6', 'step bounds')])
     """
-    ctx = _Ctx(seed, quick)
+    ctx = _Ctx(seed, quick, samples)
     selected = [c for c in CHECKS if only is None or c[0] in only]
     rows: list[Row] = []
     for i, (result, title, fn) in enumerate(selected):
@@ -100,7 +108,7 @@ def run_checks(seed: int = 0, quick: bool = False, only=None, progress=None) -> 
     return rows
 
 
-def run_check(check, seed: int = 0, quick: bool = False) -> list[Row]:
+def run_check(check, seed: int = 0, quick: bool = False, samples: dict | None = None) -> list[Row]:
     """Run one registered check, an entry ``(result, title, function)`` of :data:`CHECKS`.
 
     It gives the rows that :func:`run_checks` gives for that check with the same seed and
@@ -112,10 +120,10 @@ def run_check(check, seed: int = 0, quick: bool = False) -> list[Row]:
 
         >>> rows = run_check(CHECKS[-3], quick=True)
         >>> CHECKS[-3][:2], len(rows), all(r.verdict == "pass" for r in rows)
-        (('R6', 'step bounds'), 3, True)
+        (('R6', 'step bounds'), 4, True)
     """
     result, title, fn = check
-    return _run_one(_Ctx(seed, quick), result, title, fn)
+    return _run_one(_Ctx(seed, quick, samples), result, title, fn)
 
 
 def _run_one(ctx, result, title, fn) -> list[Row]:
@@ -125,5 +133,5 @@ def _run_one(ctx, result, title, fn) -> list[Row]:
             rows.extend(fn(ctx))
     except Exception as e:  # noqa: BLE001 - a broken core must give a failing row
         rows.append(Row(result, f"{title}: raised {type(e).__name__}: {e}", "-", "error", "-",
-                        "fail"))
+                        "fail", "=", RESULT_ANCHORS[result][0]))
     return rows

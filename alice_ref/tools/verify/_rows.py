@@ -41,6 +41,12 @@ class Row:
             rounding bound) as a string; every check writes a string, and
             :func:`format_table` needs one.
         verdict: 'pass' or 'fail'.
+        relation: the kind of claim, how measured stands to predicted: '=' (equal within the
+            tolerance), '<=' or '>=' (predicted is a bound, one-sided tolerance) or 'min'
+            (measured is the minimiser that predicted names, found by brute force).
+        anchor: what of the paper the row checks: an abstract claim (A1-A8 of
+            :data:`alice_ref.tools.verify.paper.ABSTRACT`) and/or a step of the official
+            algorithm ("Alg. 2, steps 9-11"); docs/paper-map.md lists them.
 
     Example:
         A row as the R8 cost check might write it:
@@ -57,6 +63,8 @@ class Row:
     measured: float | str
     tolerance: float | str
     verdict: str
+    relation: str = "="
+    anchor: str = ""
 
 
 # -- row constructors ---------------------------------------------------------------------------
@@ -71,9 +79,14 @@ def _num(x):
     return str(x)
 
 
-def _stat_row(result, claim, predicted, measured, se, side="two", n=None):
-    """Row for an estimate with standard error ``se``: |measured - predicted| <= 5 SE (two-sided),
-    or measured >= predicted - 5 SE ('ge'), or measured <= predicted + 5 SE ('le')."""
+RELATIONS = ("=", "<=", ">=", "min")
+_SIDE_RELATION = {"two": "=", "ge": ">=", "le": "<="}
+
+
+def _stat_row(result, claim, predicted, measured, se, side="two", n=None, anchor=""):
+    """Row for an estimate with standard error ``se``: |measured - predicted| <= 5 SE (two-sided,
+    relation '='), or measured >= predicted - 5 SE ('ge', relation '>=': predicted is a lower
+    bound), or measured <= predicted + 5 SE ('le', relation '<=': an upper bound)."""
     tol = K_SE * float(se)
     m, p = float(measured), float(predicted)
     if side == "two":
@@ -81,47 +94,59 @@ def _stat_row(result, claim, predicted, measured, se, side="two", n=None):
         t = f"+-{tol:.3g} (5 SE)"
     elif side == "ge":
         ok = m >= p - tol
-        t = f">= pred - {tol:.3g} (5 SE, one-sided)"
+        t = f"-{tol:.3g} (5 SE, one-sided)"
     elif side == "le":
         ok = m <= p + tol
-        t = f"<= pred + {tol:.3g} (5 SE, one-sided)"
+        t = f"+{tol:.3g} (5 SE, one-sided)"
     else:  # pragma: no cover - programming error
         raise ValueError(side)
     if n is not None:
         t += f", n={n}"
     ok = bool(ok) and math.isfinite(tol) and math.isfinite(m)
-    return Row(result, claim, _num(p), _num(m), t, "pass" if ok else "fail")
+    return Row(result, claim, _num(p), _num(m), t, "pass" if ok else "fail",
+               _SIDE_RELATION[side], anchor)
 
 
-def _mc_row(result, claim, predicted, deviations, side="two"):
+def _mc_row(result, claim, predicted, deviations, side="two", anchor=""):
     """Monte Carlo row from i.i.d. per-sample deviations (sample minus its own prediction), whose
     mean is 0 under the claim: measured = predicted + mean, SE = sd / sqrt(n)."""
     d = np.asarray(deviations, dtype=np.float64).ravel()
     se = float(np.std(d, ddof=1) / math.sqrt(d.size))
     return _stat_row(result, claim, predicted, float(predicted) + float(np.mean(d)), se, side,
-                     n=d.size)
+                     n=d.size, anchor=anchor)
 
 
-def _exact_row(result, claim, predicted, measured, tol, basis):
-    """Exact row: |measured - predicted| <= tol, tol a float64 rounding bound described by basis."""
+def _exact_row(result, claim, predicted, measured, tol, basis, anchor="", relation="="):
+    """Exact row: |measured - predicted| <= tol, tol a float64 rounding bound described by basis
+    (relation '=', or 'min' when measured is a minimiser checked against a brute-force one)."""
     m, p, tol = float(measured), float(predicted), float(tol)
     ok = math.isfinite(m) and abs(m - p) <= tol
     return Row(result, claim, _num(p), _num(m), f"+-{tol:.2g} (rounding: {basis})",
-               "pass" if ok else "fail")
+               "pass" if ok else "fail", relation, anchor)
 
 
-def _flag_row(result, claim, predicted, measured, ok, basis="exact"):
-    """Row for a yes/no or integer-count claim."""
-    return Row(result, claim, _num(predicted), _num(measured), basis, "pass" if ok else "fail")
+def _flag_row(result, claim, predicted, measured, ok, basis="exact", anchor=""):
+    """Row for a yes/no or integer-count claim (relation '=')."""
+    return Row(result, claim, _num(predicted), _num(measured), basis, "pass" if ok else "fail",
+               "=", anchor)
 
 
 # -- shared helpers -----------------------------------------------------------------------------
 
 class _Ctx:
-    """Seeds and sample sizes of one run."""
+    """Seeds and sample sizes of one run, and the samples the checks keep for ``--report``.
 
-    def __init__(self, seed: int, quick: bool):
+    ``keep(name, **arrays)`` stores what a check measured (NumPy arrays and numbers) under
+    ``samples[name]`` when the run keeps samples; the report's figures are drawn from them.
+    """
+
+    def __init__(self, seed: int, quick: bool, samples: dict | None = None):
         self.seed, self.quick = int(seed), bool(quick)
+        self.samples = samples
+
+    def keep(self, name: str, **data) -> None:
+        if self.samples is not None:
+            self.samples[name] = data
 
     def rng(self, tag: str) -> np.random.Generator:
         """An independent generator per check, stable under reordering of the checks."""

@@ -41,15 +41,17 @@ def _r1_separable(ctx):
         eps_ = _glass_part(land, nu + delta) - _glass_part(land, nu)
         ys.append(eps_**2 / land.rho)  # E = |delta| (R1)
     y = np.concatenate(ys, axis=0)
-    rows = [_mc_row("R1", "separable glass: E eps_i(delta)^2 / (rho_i |delta_i|) = 1, rho = lam "
-                    "s^2 (glass variance grows linearly with distance)", 1.0, y / dist - 1.0)]
+    rows = [_mc_row("R1", "On separable glass the glass variance grows linearly with distance: "
+                    "E eps_i(delta)^2 / (rho_i |delta_i|) = 1 with rho = lam s^2.", 1.0,
+                    y / dist - 1.0, anchor="A2; Alg. 2, steps 9-11")]
     blocks = y.reshape(y.shape[0], mult.size, nb).transpose(1, 0, 2).reshape(mult.size, -1)
     means = blocks.mean(axis=1)
     ses = blocks.std(axis=1, ddof=1) / math.sqrt(blocks.shape[1])
     p, se = _exponent_with_se(base * mult, means, ses)
-    rows.append(_stat_row("R1", "separable glass: power law E eps_i(t sigma z)^2 / rho_i ~ t^p "
-                          "with p = 1 (glass-dominated; power_law_exponent over 4 scales)", 1.0,
-                          p, se, n=y.size))
+    rows.append(_stat_row("R1", "On separable glass the glass variance follows a power law t^p "
+                          "with p = 1 (power_law_exponent over 4 scales).", 1.0, p, se,
+                          n=y.size, anchor="A1, A2"))
+    ctx.keep("R1-separable", t=base * mult, mean=means, se=ses, p=p, p_se=se)
     return rows
 
 
@@ -68,9 +70,10 @@ def _r1_quadratic(ctx):
     rel = err / np.sqrt(y)  # relative error of ||dg||, so of log y: 2 rel
     lt = np.log(t)
     tol = float(np.sum(np.abs(lt - lt.mean())) / np.sum((lt - lt.mean())**2) * 2.5 * rel.max())
-    return [_exact_row("R1", "quadratic (no glass): ||g(nu+t sigma z)-g(nu)||^2 ~ t^p with p = 2 "
-                       "(Hessian-dominated; power_law_exponent)", 2.0, p, tol,
-                       "log-fit of gamma_n matvec errors")]
+    ctx.keep("R1-quadratic", t=t, y=y, p=p)
+    return [_exact_row("R1", "On a quadratic (no glass) ||g(nu + t z) - g(nu)||^2 follows t^p "
+                       "with p = 2, the Hessian regime (power_law_exponent).", 2.0, p, tol,
+                       "log-fit of gamma_n matvec errors", anchor="A1")]
 
 
 def _r1_relu(ctx):
@@ -78,7 +81,7 @@ def _r1_relu(ctx):
     rng = ctx.rng("R1-relu")
     land = ReluTeacherStudent(seed=_seed(rng))
     th0 = land.init_params(seed=_seed(rng))
-    m, chunk = ctx.size(6000, 1000), 500
+    m, chunk = ctx.size(3000, 500), 500
     t = 1e-3 * np.array([1.0, 2.0, 4.0, 8.0])
     means, ses = [], []
     for tk in t:
@@ -92,6 +95,7 @@ def _r1_relu(ctx):
         means.append(y.mean())
         ses.append(y.std(ddof=1) / math.sqrt(y.size))
     p, se = _exponent_with_se(t, np.array(means), np.array(ses))
-    return [_stat_row("R1", "ReLU teacher-student net: even part E||(g+ + g-)/2 - g0||^2 ~ t^p "
-                      "with p = 1 at small t (real glass), not 4 (smooth third order)", 1.0, p, se,
-                      n=m * t.size)]
+    ctx.keep("R1-relu", t=t, mean=np.array(means), se=np.array(ses), p=p, p_se=se)
+    return [_stat_row("R1", "On a ReLU teacher-student net the even part E||(g+ + g-)/2 - g0||^2 "
+                      "follows t^p with p = 1 at small t (real glass), not 4 (smooth third "
+                      "order).", 1.0, p, se, n=m * t.size, anchor="A1, A2")]

@@ -48,17 +48,23 @@ def _r8(ctx):
     n = periods * (q + 1)
     count = _count_evaluations(q, n, rng)
     pred = n * _cost.sample_cost(q)
-    rows.append(_flag_row("R8", f"quick_steps q = {q}: gradient evaluations made by the driver "
-                          f"over {n} post-warm-up batches = N (3 + q)/(q + 1) (sample_cost)",
-                          pred, count, count == pred, "exact count"))
+    anchor = "A7; Alg. 2 on sample steps only"
+    rows.append(_flag_row("R8", f"With quick_steps q = {q} the driver makes N (3 + q)/(q + 1) "
+                          f"gradient evaluations over N = {n} post-warm-up batches "
+                          f"(sample_cost).", pred, count, count == pred, "exact count",
+                          anchor=anchor))
     total_pred, total, ok = 0.0, 0, True
+    per_q = [(3, count / n, _cost.sample_cost(3))]
     for q in (0, 1, 2, 7):
         n = ctx.size(10, 3) * (q + 1)
         c = _count_evaluations(q, n, rng)
         p = n * _cost.sample_cost(q)
         total_pred, total, ok = total_pred + p, total + c, ok and c == p
-    rows.append(_flag_row("R8", "quick_steps q in {0, 1, 2, 7}: evaluation counts = N sample_cost"
-                          "(q) for each (sums shown)", total_pred, total, ok, "exact count"))
+        per_q.append((q, c / n, _cost.sample_cost(q)))
+    ctx.keep("R8", cost=np.array(sorted(per_q)))
+    rows.append(_flag_row("R8", "For each q in {0, 1, 2, 7} the evaluation count is N "
+                          "sample_cost(q) (sums over q shown).", total_pred, total, ok,
+                          "exact count", anchor=anchor))
     # beta3 in the loop: R <- rho_hat + beta3 (R - rho_hat) on sample steps only
     beta2, q = 0.99, 3
     beta3 = 1.0 - (q + 1) * (1.0 - beta2)  # by algebra; keeps (q+1)/(1-beta3) = 1/(1-beta2)
@@ -78,16 +84,17 @@ def _r8(ctx):
         u, v = R0 - rho_hat, R1 - rho_hat
         num, den, n_sample = num + float(u @ v), den + float(u @ u), n_sample + 1
     fit = num / den if den > 0 and quick_same else math.nan
-    rows.append(_exact_row("R8", f"curvature averages (R, H) refresh only on sample steps, with "
-                           f"beta3 = 1 - (q+1)(1 - beta2) (q = {q}, beta2 = {beta2}: time constant "
-                           f"(q+1)/(1-beta3) = 1/(1-beta2)); fitted weight over {n_sample} steps",
-                           beta3, fit, 64 * EPS, "64 eps"))
+    rows.append(_exact_row("R8", f"The curvature averages R and H refresh only on sample steps, "
+                           f"with weight beta3 = 1 - (q+1)(1 - beta2) = {beta3:g} (q = {q}, beta2 "
+                           f"= {beta2}), fitted over {n_sample} steps.", beta3, fit, 64 * EPS,
+                           "64 eps", anchor="A7; Alg. 2, steps 5-6 and 9-11"))
     try:
         _alice.AliceConfig(betas=(0.9, 0.7), quick_steps=3)
         got = "accepted"
     except ValueError:
         got = "ValueError"
-    rows.append(_flag_row("R8", "(q+1)(1 - beta2) >= 1 leaves no valid beta3: AliceConfig(betas="
-                          "(0.9, 0.7), quick_steps=3) is rejected", "ValueError", got,
-                          got == "ValueError"))
+    rows.append(_flag_row("R8", "When (q+1)(1 - beta2) >= 1 no beta3 is valid, and "
+                          "AliceConfig(betas=(0.9, 0.7), quick_steps=3) is rejected.",
+                          "ValueError", got, got == "ValueError",
+                          anchor="docs/spec/algorithm.md#hyperparameters"))
     return rows

@@ -1,0 +1,7 @@
+"""``python -m alice_ref.tools.experiment``."""
+
+import sys
+
+from .command import main
+
+sys.exit(main())

@@ -304,12 +304,15 @@ def test_rank_tolerance_at_large_and_near_equal_offsets():
     assert dof == 1 and np.allclose(Q, np.outer(w, w) / (2.0 * 7e5), rtol=1e-12, atol=0)
 
 
-@pytest.mark.xfail(strict=True, reason="estimators._kernel_weights uses an absolute floor "
-                   "max(1, sv.max()) on the Vandermonde matrix of the raw offsets: at scale 7e5 "
-                   "order 2 its smallest singular value (1.43) falls under 1e-12 * 2.9e12")
 def test_rank_is_scale_invariant_at_order_2():
+    """The design's rank must not depend on the offsets' unit: at scale 7e5 (and 1e-6) order 2
+    keeps 5 - 3 = 2 degrees of freedom, and Q scales as 1/scale (C scales as scale)."""
     s = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
-    assert glass_kernel(tuple(7e5 * s), order=2)[1] == glass_kernel(tuple(s), order=2)[1] == 2
+    Q1, dof1 = glass_kernel(tuple(s), order=2)
+    for scale in (7e5, 1e-6):
+        Q, dof = glass_kernel(tuple(scale * s), order=2)
+        assert dof == dof1 == 2
+        np.testing.assert_allclose(Q * scale, Q1, rtol=1e-8, atol=1e-10)
 
 
 def test_order_0_two_point_kernel_has_unit_weights():

@@ -73,9 +73,13 @@ def _kernel_weights(offsets: tuple, order: int) -> tuple[np.ndarray, int]:
     """W (K x r) with Q = W W^T = N (N^T C N)^{-1} N^T, and the degrees of freedom r."""
     s = np.asarray(offsets, dtype=np.float64)
     C = glass_line_covariance(s)
-    P = np.vander(s, order + 1, increasing=True)  # P_kj = s_k^j
+    # The annihilator of polynomials of degree <= order in s is that of polynomials in s / scale:
+    # build the Vandermonde matrix on the scaled offsets, so that its rank does not depend on
+    # the offsets' unit (a relative threshold on unit-scale columns).
+    scale = float(np.max(np.abs(s), initial=0.0)) or 1.0
+    P = np.vander(s / scale, order + 1, increasing=True)  # P_kj = (s_k / scale)^j
     u, sv, _ = np.linalg.svd(P, full_matrices=True)
-    rank = int(np.sum(sv > 1e-12 * max(1.0, sv.max(initial=0.0))))
+    rank = int(np.sum(sv > 1e-12 * sv.max(initial=0.0)))
     dof = len(s) - rank
     if dof < 1:
         raise ValueError(
@@ -84,7 +88,7 @@ def _kernel_weights(offsets: tuple, order: int) -> tuple[np.ndarray, int]:
     N = u[:, rank:]  # orthonormal basis of {w : sum_k w_k s_k^j = 0, j = 0..order}
     M = N.T @ C @ N
     ev = np.linalg.eigvalsh(M)
-    if ev.min() <= 1e-12 * max(1.0, ev.max()):
+    if not ev.min() > 1e-12 * scale:  # relative to C's scale (C_kl <= max |s| = scale)
         raise ValueError(
             f"offsets {offsets} admit an annihilating combination that sees no glass "
             f"(N^T C N is singular at order {order}): every such combination must touch a "

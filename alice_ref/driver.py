@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from alice_ref._atomic import commit_section
-from alice_ref._xp import array_namespace, device, to_numpy
+from alice_ref._xp import array_namespace, device, is_array_api_obj, to_numpy
 from alice_ref.checks import check_count, check_lr
 from alice_ref.core import (
     FIELDS,
@@ -372,8 +372,9 @@ class Alice:
         if config is not None and hyper:
             raise TypeError("give either config or hyperparameters, not both")
         self.config = config if config is not None else AliceConfig(**hyper)
+        params = params if is_array_api_obj(params) else list(params)
+        self._state = init(params, self.config)  # refuses a bare array (not one per row)
         self._like = list(params)
-        self._state = init(self._like, self.config)
         self.rng = rng if rng is not None else np.random.default_rng(seed)
         self.lr = self.config.lr
         self.engine = select(self._state, engine) if engine is not None else None

@@ -81,3 +81,9 @@ def test_hyperparameters_are_checked_in_the_state_dtype(hyper):
         opt.step(lambda p: (0.0, [p[0]]))
     assert opt.state.t == 0 and np.array_equal(opt.state.mu[0], np.ones(3))
     ar.Alice([np.ones(3)], **hyper).step(lambda p: (0.0, [p[0]]))  # float64: fine
+
+
+def test_a_bare_array_is_not_taken_for_a_list_of_rows():
+    with pytest.raises(TypeError, match="wrap it in a list"):
+        ar.Alice(np.zeros((2, 3)))
+    assert ar.Alice([np.zeros((2, 3))]).state.mu[0].shape == (2, 3)

@@ -102,6 +102,9 @@ def init(params, config=None) -> AliceState:
         ...
         TypeError: parameters must have a real floating dtype, got int32
     """
+    if is_array_api_obj(params):  # iterating it would make one parameter per row
+        raise TypeError("params must be a sequence of arrays, one per parameter, got a single "
+                        f"array of shape {tuple(params.shape)}: wrap it in a list")
     params = list(params)
     for i, p in enumerate(params):
         if not is_array_api_obj(p):

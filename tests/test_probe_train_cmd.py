@@ -312,3 +312,64 @@ def test_progress_counter_without_tqdm(monkeypatch, capsys):
         bar.update()
     bar.close()
     assert "demo: 3/3" in capsys.readouterr().err
+
+
+# -- issue 14: the command line as a new user meets it ------------------------------------------
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--seeds", "a,b"], "--seeds must be a count N or a comma list"),
+    (["--seeds", "x"], "--seeds must be a count N or a comma list"),
+    (["--seeds", "0,-1"], "integers >= 0"),
+    (["--lr", "alice=abc"], "LR must be a number, got 'abc'"),
+])
+def test_train_bad_values_are_usage_errors(argv, needle, capsys):
+    assert train_cmd.main(argv + ["--no-progress"]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_probe_negative_seed_is_a_usage_error(capsys):
+    assert probe_cmd.main(["--seed", "-1", "--quick", "--no-progress"]) == 2
+    assert "--seed must be >= 0" in capsys.readouterr().err
+
+
+def test_train_digits_without_torch_exits_3(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    assert train_cmd.main(["--task", "digits", "--quick", "--no-progress"]) == 3
+    assert "needs torch" in capsys.readouterr().err
+
+
+def test_probe_without_matplotlib_says_no_plots(monkeypatch, tmp_path, capsys):
+    # plot_report returns [] without matplotlib (its docstring); stand in for a missing one
+    monkeypatch.setattr(probe_cmd, "plot_report", lambda rep, out: [])
+    assert probe_cmd.main(["--quick", "--no-progress", "--out", str(tmp_path)]) == 0
+    assert "matplotlib is not installed" in capsys.readouterr().err
+    assert (tmp_path / "probe.json").exists() and not list(tmp_path.glob("*.png"))
+
+
+def test_progress_fallback_writes_no_carriage_return_to_a_file(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    bar = Progress(100, "x")
+    for _ in range(100):
+        bar.update()
+    bar.close()
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.splitlines()[-1] == "x: 100/100"
+    assert len(err.splitlines()) == 10
+
+
+def test_cli_torch_thread_default(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from alice_ref.tools._tasks import CLI_THREADS_ENV, MissingDependency, cli_torch
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv(CLI_THREADS_ENV, raising=False)
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        assert cli_torch().get_num_threads() == 1
+        monkeypatch.setenv(CLI_THREADS_ENV, "2")
+        assert cli_torch().get_num_threads() == 2
+        monkeypatch.setenv(CLI_THREADS_ENV, "zero")
+        with pytest.raises(MissingDependency, match="integer >= 1"):
+            cli_torch()
+    finally:
+        torch.set_num_threads(before)

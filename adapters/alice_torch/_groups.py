@@ -14,11 +14,14 @@ import torch
 
 from alice_ref.checks import check_lr
 from alice_ref.core import FIELDS, AliceConfig, AliceState, params_of
-from alice_ref.core import init as _core_init
+
+from ._numerics import state_dtype
 
 __all__ = ["GROUP_KEYS", "SHARED_KEYS", "BOUNDS_LR", "Group", "scalar", "shared",
-           "check_shared", "make_config", "group_config", "sigma", "trainable",
-           "ensure_state", "state_of", "commit", "load", "centre"]
+           "check_shared", "check_no_duplicates", "make_config", "group_config", "sigma",
+           "trainable",
+           "ensure_state", "initial_state", "has_state", "state_of", "commit", "load",
+           "centre"]
 
 # Hyperparameters a parameter group may set for itself. betas and quick_steps are shared by all
 # groups because they decide, for the whole model, whether a batch is a sample or a quick step.
@@ -66,6 +69,36 @@ def check_shared(param_group: dict, opt) -> None:
                              f"for a group, {getattr(opt, k)!r} for the optimiser")
 
 
+def check_no_duplicates(param_group: dict, param_groups) -> None:
+    """ValueError if ``param_group`` lists a parameter twice, or one of ``param_groups``' (it
+    would be updated twice per batch; torch only warns for the first case)."""
+    if not isinstance(param_group, dict) or "params" not in param_group:
+        return  # torch's own errors
+    params = param_group["params"]
+    if isinstance(params, torch.Tensor):
+        params = [params]
+    elif isinstance(params, set):
+        return  # torch refuses sets itself (they have no order)
+    else:
+        params = list(params)
+        param_group["params"] = params  # a generator can be read once only
+    seen = {}
+    for j, p in enumerate(params):
+        if isinstance(p, tuple) and len(p) == 2:  # (name, parameter)
+            p = p[1]
+        if isinstance(p, torch.Tensor):
+            if id(p) in seen:
+                raise ValueError(f"parameter #{j} of the group is the same tensor as #"
+                                 f"{seen[id(p)]}: a parameter may appear once (it would be "
+                                 f"updated twice per batch)")
+            seen[id(p)] = j
+    for i, g in enumerate(param_groups):
+        for p in g["params"]:
+            if id(p) in seen:
+                raise ValueError(f"parameter #{seen[id(p)]} of the new group is already in "
+                                 f"parameter group {i}: a parameter may appear once")
+
+
 def make_config(group, base: AliceConfig) -> AliceConfig:
     """The validated config of a group: its own keys, the shared ones of ``base``, and lr =
     the group's bounds lr (the lr its lr_min / lr_max were given at)."""
@@ -90,6 +123,15 @@ def group_config(cache: dict, i: int, group, base: AliceConfig) -> AliceConfig:
     return cfg
 
 
+def frozen(group) -> bool:
+    """lr = 0 exactly (e.g. the end of PolynomialLR, LinearLR(end_factor=0), CosineAnnealingLR
+    at T_max): sigma = 0 gives no probe and no step, so the group sits the batch out: its
+    parameters stay at mu, its state is unchanged, and the batch is still counted
+    (docs/torch.md#learning-rate-zero)."""
+    lr = scalar(group["lr"])
+    return isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr == 0
+
+
 def sigma(i: int, group) -> float:
     """The group's current lr, the perturbation length sigma (finite and > 0)."""
     return check_lr(scalar(group["lr"]), name=f"parameter group {i}: lr (sigma)")
@@ -112,14 +154,32 @@ def trainable(param_groups) -> list[Group]:
 
 
 def ensure_state(state, params) -> None:
-    """Initial state (:func:`alice_ref.core.init`: mu = nu = p, averages 0) for parameters that
-    have none."""
+    """Initial state (:func:`initial_state`) for parameters that have none."""
     for p in params:
-        st = state[p]
-        if "mu" not in st:
-            s = _core_init([p.detach()])
-            for f in FIELDS:  # own storage per field: the fused path updates them in place
-                st[f] = getattr(s, f)[0].clone()
+        if not has_state(state, p):
+            state[p] = initial_state(p)
+
+
+def has_state(state, p) -> bool:
+    """Whether ``state`` (optimizer.state) holds Alice's state for ``p``; never creates an
+    entry (optimizer.state is a defaultdict)."""
+    st = state.get(p)
+    return st is not None and "mu" in st
+
+
+def initial_state(p, value=None) -> dict:
+    """A new state dict for ``p`` (:func:`alice_ref.core.init`: mu = nu = the parameter, or
+    ``value``, in the state dtype; averages +0), each field in its own contiguous storage (the
+    fused path updates them in place), made without temporaries: 6 arrays of p's size, no
+    more (the first batch's peak memory)."""
+    x = p.detach() if value is None else value.detach()
+    dt = state_dtype(p.dtype)
+    mu = torch.empty(p.shape, dtype=dt, device=p.device)
+    mu.copy_(x)
+    st = {"mu": mu, "nu": mu.clone()}
+    for f in FIELDS[2:]:
+        st[f] = torch.zeros(p.shape, dtype=dt, device=p.device)
+    return st
 
 
 def state_of(state, params, t: int, skipped: int) -> AliceState:

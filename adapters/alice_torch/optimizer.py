@@ -20,15 +20,17 @@ and the count of ``skipped`` batches.
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict, defaultdict
 
 import torch
 
-from alice_ref.checks import check_bool
+from alice_ref._atomic import commit_section
+from alice_ref.checks import check_bool, check_real
 from alice_ref.core import AliceConfig
 from alice_ref.core import attributes as _core_attributes
 from alice_ref.engines import cpu as _cpu
 
-from . import _checkpoint, _groups
+from . import _batch, _checkpoint, _groups
 from ._batch import NonFiniteGradientError, run_batch
 from ._numerics import state_dtype
 
@@ -114,9 +116,16 @@ class Alice(torch.optim.Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, w1=0., w2=0., phi=None,
                  omega=1., limit_method='adam', lr_min=0., lr_max=None, scale_bounds_with_lr=True,
                  hess_comp='abs', grad_glass=True, quick_steps=3, device=None, generator=None,
-                 nonfinite='raise', fused=None):
+                 nonfinite='raise', fused=None, *, maximize=False, weight_decay=None,
+                 foreach=None, differentiable=False, capturable=False):
         del device  # official argument: state follows each parameter's device
+        # torch's standard flags (docs/torch.md#torchs-standard-flags), checked first.
+        params, w2 = _standard_flags(params, lr, w2, weight_decay, maximize, foreach,
+                                     differentiable, capturable)
         # Validates every hyperparameter (ValueError/TypeError naming it) before anything else.
+        if not isinstance(betas, (tuple, list)):  # a set or dict would have no order
+            raise TypeError(f"betas must be a pair (beta1, beta2) as a tuple or list, got "
+                            f"{type(betas).__name__} {betas!r}")
         base = AliceConfig(lr=_scalar(lr), betas=tuple(_scalar(b) for b in betas), eps=eps,
                            w1=w1, w2=w2, phi=phi, omega=omega, limit_method=limit_method,
                            lr_min=lr_min, lr_max=lr_max, scale_bounds_with_lr=scale_bounds_with_lr,
@@ -139,8 +148,14 @@ class Alice(torch.optim.Optimizer):
                     "w1": base.w1, "w2": base.w2, "phi": phi, "omega": base.omega,
                     "limit_method": base.limit_method,
                     "scale_bounds_with_lr": base.scale_bounds_with_lr,
-                    "hess_comp": base.hess_comp, "grad_glass": base.grad_glass}
+                    "hess_comp": base.hess_comp, "grad_glass": base.grad_glass,
+                    # torch's conventions: betas as torch.optim.Adam keeps them (shared by all
+                    # groups, read back at each step, so cyclic momentum schedules work), and
+                    # the standard flags (maximize per group).
+                    "betas": base.betas, "maximize": maximize, "foreach": foreach,
+                    "differentiable": False, "capturable": False}
         super().__init__(params, defaults)
+        _refuse_complex(self.param_groups)
 
     def add_param_group(self, param_group: dict) -> None:
         """Add a parameter group (torch API), validated by :class:`alice_ref.AliceConfig`.
@@ -154,8 +169,9 @@ class Alice(torch.optim.Optimizer):
                 equal to the optimiser's: they are shared).
 
         Raises:
-            ValueError: a shared hyperparameter that differs from the optimiser's, or a value
-                out of range (the message names the group).
+            ValueError: a shared hyperparameter that differs from the optimiser's, a value
+                out of range (the message names the group), or a parameter listed twice (in
+                this group or another: it would be updated twice per batch).
             TypeError: a value of the wrong type.
 
         Example:
@@ -168,10 +184,12 @@ class Alice(torch.optim.Optimizer):
             (0.4, 0.5)
         """
         _groups.check_shared(param_group, self)
+        _groups.check_no_duplicates(param_group, self.param_groups)
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         for k in _groups.SHARED_KEYS:
             group.pop(k, None)
+        group["betas"] = tuple(self.betas)  # torch's place for them (shared: check_shared)
         try:
             cfg = _groups.make_config({**{k: group[k] for k in _groups.GROUP_KEYS},
                                        _groups.BOUNDS_LR: group["lr"]}, self._base)
@@ -227,7 +245,33 @@ class Alice(torch.optim.Optimizer):
             >>> tuple(out.shape), opt.t, torch.equal(model.weight, before)
             ((4, 1), 1, True)
         """
-        return run_batch(self, closure)
+        _step_entry(self, closure)
+        # maximize: the gradients of those groups' parameters are negated as backward writes
+        # them, so Alice minimises -L exactly (the curvature and glass estimates use only |h|,
+        # h^2 and (g_bar - g0)^2, which the sign does not change).
+        flip = [p for g in self.param_groups if g.get("maximize", False)
+                for p in g["params"] if p.requires_grad]
+        handles = [p.register_hook(torch.neg) for p in flip]
+        try:
+            return run_batch(self, closure)
+        finally:
+            for h in handles:
+                h.remove()
+
+    # -- copies ------------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict:
+        """Everything an Alice optimiser is (torch's ``__getstate__`` keeps only defaults, state
+        and param_groups, losing ``t``, ``betas``, the configs...): copy.deepcopy and pickle give
+        an optimiser that steps on as the original would. torch's hooks are left out, as torch
+        does, and the fused path's scratch blocks (rebuilt)."""
+        return {k: v for k, v in self.__dict__.items()
+                if k != "_workspace" and not (k.startswith("_optimizer_") and k.endswith("hooks"))}
+
+    def __setstate__(self, state: dict) -> None:
+        """Restore from :meth:`__getstate__` (torch re-creates the hook tables)."""
+        super().__setstate__(state)
+        self._workspace = _cpu.Workspace()
 
     # -- reporting, mu, checkpoints ----------------------------------------------------------
 
@@ -322,15 +366,18 @@ class Alice(torch.optim.Optimizer):
 
         mu <- nu <- the given tensors (copied, cast to the state dtype and the parameter's
         device), parameters <- mu in their dtype; the averages G, V, H, R and the counter are
-        kept (state is created first if there was none).
+        kept (state is created first if there was none). Everything is checked before anything
+        changes; the next step starts from these values (as from a parameter edited between
+        steps, docs/torch.md#parameters-edited-between-steps).
 
         Args:
             mu: tensors, one per trainable parameter in param-group order (as
                 :meth:`export_mu` returns), each of its parameter's shape.
 
         Raises:
-            ValueError: the wrong number of tensors, or one that is not a tensor of the
-                parameter's shape.
+            ValueError: the wrong number of tensors, one that is not a tensor of the
+                parameter's shape, or one not finite in the state dtype.
+            TypeError: not a list of tensors, or a tensor that is not real floating point.
 
         Example:
             The parameters follow, and :meth:`export_mu` gives the values back:
@@ -343,21 +390,32 @@ class Alice(torch.optim.Optimizer):
             ([0.5, 2.0], [0.5, 2.0])
         """
         params = self._params()
-        mu = list(mu)
+        try:
+            mu = list(mu)
+        except TypeError:
+            raise TypeError(f"import_mu takes a list of tensors, got {type(mu).__name__}") from None
         if len(mu) != len(params):
             raise ValueError(f"import_mu got {len(mu)} tensors for {len(params)} trainable "
                              f"parameters")
-        new = []
+        new = {}
         for k, (p, m) in enumerate(zip(params, mu)):
             if not isinstance(m, torch.Tensor) or tuple(m.shape) != tuple(p.shape):
                 raise ValueError(f"mu[{k}] must be a tensor of shape {tuple(p.shape)}, got "
                                  f"{tuple(m.shape) if isinstance(m, torch.Tensor) else type(m)}")
-            new.append(m.detach().to(device=p.device, dtype=state_dtype(p.dtype), copy=True))
-        _groups.ensure_state(self.state, params)
-        for p, m in zip(params, new):
-            self.state[p]["mu"] = m
-            self.state[p]["nu"] = m
-        _groups.centre(params, _groups.state_of(self.state, params, self.t, self.skipped))
+            if not m.is_floating_point():
+                raise TypeError(f"mu[{k}] has dtype {m.dtype}; mu is real floating point")
+            st = dict(self.state[p]) if _groups.has_state(self.state, p) else {}
+            fresh = _groups.initial_state(p, m)
+            if not bool(torch.isfinite(fresh["mu"]).all()):
+                raise ValueError(f"mu[{k}] is not finite in {fresh['mu'].dtype}")
+            st = st or fresh
+            st["mu"], st["nu"] = fresh["mu"], fresh["nu"]
+            new[p] = st
+        with commit_section():  # all of it or nothing (Ctrl-C included)
+            for p, st in new.items():
+                self.state[p] = st
+            _groups.centre(params, _groups.state_of(self.state, params, self.t, self.skipped))
+            _batch.record(self, params)
 
     def state_dict(self) -> dict:
         """torch's optimiser state dict plus an ``'alice'`` entry for Alice's own state.
@@ -379,7 +437,10 @@ class Alice(torch.optim.Optimizer):
             {'t': 0, 'skipped': 0, 'betas': (0.5, 0.999), 'quick_steps': 3,
              'nonfinite': 'raise', 'generator': None}
         """
-        return {**super().state_dict(), "alice": _checkpoint.extra(self)}
+        # torch's state_dict hooks run around the whole dict, 'alice' entry included: pre-hooks
+        # before it is built, post-hooks on it (and what they return is the result).
+        return _hooked_state_dict(
+            self, lambda: {**super(Alice, self).state_dict(), "alice": _checkpoint.extra(self)})
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore the optimiser from :meth:`state_dict`.
@@ -393,9 +454,16 @@ class Alice(torch.optim.Optimizer):
             state_dict: a dict from :meth:`state_dict` (one without the ``'alice'`` entry is
                 accepted with a warning: the batch counter restarts at 0).
 
+        Everything is checked before anything changes (:func:`alice_torch._checkpoint.checked`):
+        a refused state dict, or an interrupt, leaves the optimiser exactly as it was.
+
         Raises:
-            ValueError: ``betas`` or ``quick_steps`` differ from this optimiser's, or a state
-                tensor for an unknown parameter or of the wrong shape.
+            ValueError: ``betas`` or ``quick_steps`` differ from this optimiser's; counters
+                that are not integers >= 0; a generator state the probe generator refuses;
+                groups of other sizes, or with a hyperparameter missing or invalid (also in the
+                state dtype); state for an unknown parameter, with fields other than mu, nu,
+                G, V, H, R, of the wrong shape, not finite, or negative V, H or R.
+            TypeError: not a dict, or a state field that is not a real floating tensor.
 
         Example:
             A new optimiser continues where the old one stopped:
@@ -414,29 +482,134 @@ class Alice(torch.optim.Optimizer):
             >>> new.t, torch.equal(new.state[p]["G"], opt.state[p]["G"])
             (1, True)
         """
-        state_dict, extra, loaded = _checkpoint.checked(self, state_dict)
-        counters = None if extra is None else (int(extra["t"]), int(extra["skipped"]))
-        super().load_state_dict({**state_dict, "state": {}})
-        for group in self.param_groups:  # a state dict without it: bounds from the current lr
-            group.setdefault(_groups.BOUNDS_LR, _scalar(group["lr"]))
-        for p, new in loaded.items():
-            self.state[p] = new
-        self._configs = {}
-        if extra is not None:
-            self.t, self.skipped = counters
-            gen_state = extra.get("generator")
-            if gen_state is not None:
-                if self.generator is None:
-                    warnings.warn("the checkpoint holds a probe generator state but this "
-                                  "optimiser draws from torch's default generator; restore "
-                                  "that with torch.set_rng_state", stacklevel=2)
-                else:
-                    self.generator.set_state(gen_state)
-        else:
-            warnings.warn("state dict without Alice's 'alice' entry: batch counter reset to 0",
-                          stacklevel=2)
-            self.t, self.skipped = 0, 0
+        state_dict = dict(state_dict) if isinstance(state_dict, dict) else state_dict
+        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():  # torch's hooks
+            out = pre_hook(self, state_dict)
+            if out is not None:
+                state_dict = out
+        new = _checkpoint.checked(self, state_dict)  # everything checked, nothing changed
+        params = [p for g in self.param_groups for p in g["params"]]
+        with commit_section():  # all of it or nothing (Ctrl-C included)
+            self.param_groups = new.param_groups
+            state = defaultdict(dict)
+            state.update(new.state)
+            self.state = state
+            self._configs = {}
+            self.t, self.skipped = (0, 0) if new.counters is None else new.counters
+            if new.generator is not None:
+                self.generator.set_state(new.generator)
+            _batch.forget(self, params)
+        for message in new.warnings:
+            warnings.warn(message, stacklevel=2)
+        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
+            post_hook(self)
 
     def _params(self) -> list:
         """The trainable parameters (requires_grad), in param-group order."""
         return [p for g in _groups.trainable(self.param_groups) for p in g.params]
+
+
+# -- torch's conventions: the standard flags, the step's entry checks, the hooks ---------------
+
+_WHY_CLOSURE = (
+    "Alice.step() needs a closure: Alice evaluates the gradient itself, at nu + sigma z, "
+    "nu - sigma z and nu on a sample step (at nu on a quick step), so a gradient computed "
+    "before step() (loss.backward(); opt.step(), or GradScaler's scaler.step(opt)) cannot be "
+    "used. Pass one of\n"
+    "  opt.step((lambda: model(x), lambda out: loss_fn(out, y)))  # returns (loss, outputs)\n"
+    "  def closure():\n"
+    "      opt.zero_grad(); loss = loss_fn(model(x), y); loss.backward(); return loss\n"
+    "  opt.step(closure)  # returns the loss\n"
+    "For mixed precision run the model under torch.autocast(..., dtype=torch.bfloat16) inside "
+    "the closure, without a GradScaler (docs/torch.md#mixed-precision).")
+
+
+def _standard_flags(params, lr, w2, weight_decay, maximize, foreach, differentiable,
+                    capturable):
+    """Check torch's standard constructor flags; (params, w2) with ``weight_decay`` (also a
+    group's) mapped onto w2, which it equals exactly: both add (w/2)|theta|^2 to the loss."""
+    if isinstance(lr, torch.Tensor) and lr.numel() != 1:
+        raise ValueError("Tensor lr must be 1-element")
+    check_bool("maximize", maximize)
+    if foreach is not None:
+        check_bool("foreach", foreach)
+    for name, value in (("differentiable", differentiable), ("capturable", capturable)):
+        if check_bool(name, value):
+            raise ValueError(
+                f"{name}=True is not supported by Alice: " + (
+                    "its step is not differentiable (Rademacher probes, sign and clipping)"
+                    if name == "differentiable" else
+                    "its step runs the closure 1 or 3 times with RNG replay in Python, which "
+                    "a CUDA graph cannot capture") + f"; use {name}=False")
+
+    def alias(where, w2_value, wd):
+        wd = check_real(f"{where}weight_decay", _scalar(wd), lo=0.0, finite=True)
+        if _scalar(w2_value) not in (0, 0.0, wd):
+            raise ValueError(f"{where}weight_decay={wd!r} and w2={w2_value!r}: weight_decay is "
+                             f"an alias of w2 (the L2 weight); give one of them")
+        return wd
+
+    if weight_decay is not None:
+        w2 = alias("", w2, weight_decay)
+    if not isinstance(params, torch.Tensor):  # (torch's own TypeError for a bare tensor)
+        params = list(params)
+        for i, g in enumerate(params):
+            if isinstance(g, dict) and "weight_decay" in g:
+                g = dict(g)
+                g["w2"] = alias(f"parameter group {i}: ", g.get("w2", 0.0), g.pop("weight_decay"))
+                params[i] = g
+    return params, w2
+
+
+def _refuse_complex(param_groups) -> None:
+    """RuntimeError (torch's error type for an unsupported parameter) for complex parameters."""
+    for i, g in enumerate(param_groups):
+        for j, p in enumerate(g["params"]):
+            if isinstance(p, torch.Tensor) and p.is_complex():
+                raise RuntimeError(
+                    f"Alice does not support complex parameters (#{j} of group {i}, shape "
+                    f"{tuple(p.shape)}, {p.dtype}): keep the real and imaginary parts as a "
+                    f"real parameter of shape (..., 2) and build the complex tensor from it "
+                    f"with torch.view_as_complex in the model")
+
+
+def _step_entry(opt, closure) -> None:
+    """step()'s checks before the batch: a closure, no complex parameters, valid per-group
+    flags, and the betas read back from the groups (where torch's momentum schedules, e.g.
+    OneCycleLR/CyclicLR with cycle_momentum, write them; all groups must agree)."""
+    if closure is None:
+        raise TypeError(_WHY_CLOSURE)
+    _refuse_complex(opt.param_groups)
+    for i, g in enumerate(opt.param_groups):
+        check_bool(f"parameter group {i}: maximize", g.get("maximize", False))
+    seen = {_groups.shared("betas", g["betas"]) for g in opt.param_groups if "betas" in g}
+    if len(seen) > 1:
+        raise ValueError(f"the parameter groups have different betas {sorted(seen)}: betas are "
+                         f"shared by all groups (beta1 sets the warm-up and, with beta2, the "
+                         f"averages of the one sample/quick schedule); set them for all groups")
+    if seen and (new := seen.pop()) != tuple(opt.betas):
+        try:
+            base = opt._base.replace(betas=new)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"betas from the parameter groups: {e}") from None
+        opt._base, opt.betas, opt._configs = base, base.betas, {}
+
+
+def _hooked_state_dict(opt, build) -> dict:
+    """torch's state_dict protocol around ``build()`` (torch's dict plus Alice's entry): the
+    pre-hooks, then ``build`` with torch's own hook calls switched off, then the post-hooks on
+    the complete dict (one that returns a dict replaces it)."""
+    pre, post = opt._optimizer_state_dict_pre_hooks, opt._optimizer_state_dict_post_hooks
+    for hook in list(pre.values()):
+        hook(opt)
+    opt._optimizer_state_dict_pre_hooks = OrderedDict()
+    opt._optimizer_state_dict_post_hooks = OrderedDict()
+    try:
+        sd = build()
+    finally:
+        opt._optimizer_state_dict_pre_hooks, opt._optimizer_state_dict_post_hooks = pre, post
+    for hook in list(post.values()):
+        out = hook(opt, sd)
+        if out is not None:
+            sd = out
+    return sd

@@ -38,7 +38,7 @@ class Progress:
 
     def __init__(self, total: int, desc: str = "", enabled: bool = True):
         self.total, self.desc, self.enabled, self.n = int(total), desc, enabled, 0
-        self._bar, self._last = None, 0.0
+        self._bar, self._last, self._last_line = None, 0.0, 0
         if not enabled:
             return
         try:
@@ -70,6 +70,12 @@ class Progress:
             self._bar.update(n)
             return
         now = time.monotonic()
+        if not _is_tty(sys.stderr):  # a log file: one plain line per tenth of the work, no \r
+            step = max(1, self.total // 10)
+            if self.n // step > self._last_line:
+                self._last_line = self.n // step
+                print(f"{self.desc}: {self.n}/{self.total}", file=sys.stderr, flush=True)
+            return
         if now - self._last > 0.5 or self.n >= self.total:
             self._last = now
             print(f"\r{self.desc}: {self.n}/{self.total}", end="", file=sys.stderr, flush=True)
@@ -103,8 +109,15 @@ class Progress:
             return
         if self._bar is not None:
             self._bar.close()
-        else:
+        elif _is_tty(sys.stderr):
             print(file=sys.stderr, flush=True)
+
+
+def _is_tty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 def json_safe(x):

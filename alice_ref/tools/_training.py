@@ -232,8 +232,9 @@ def _run_default_body(name, lr, seed, budget, batch, tick, max_batches=None):
 # -- digits task (torch) -------------------------------------------------------------------------
 
 def digits_setup():
-    import torch
+    from alice_ref.tools._tasks import cli_torch
 
+    torch = cli_torch()  # MissingDependency (exit 3) without torch; threads: 1 by default
     data = load_digits_data()
     return torch, data
 

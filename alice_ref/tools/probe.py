@@ -29,9 +29,9 @@ from alice_ref.tools._tasks import (
     EXIT_OK,
     EXIT_USAGE,
     MissingDependency,
+    cli_torch,
     load_digits_data,
     make_mlp,
-    need_torch,
 )
 
 __all__ = [
@@ -78,7 +78,7 @@ def _pretrain_numpy(L, theta, steps, batch, rng, lr=1e-2):
 
 
 def _digits_problem(args):
-    torch = need_torch()
+    torch = cli_torch()  # threads: 1 by default (alice_ref.tools._tasks.cli_torch)
     from alice_torch.problems import from_torch
 
     Xtr, ytr, _, _ = load_digits_data()
@@ -205,6 +205,8 @@ def _validate(args):
             raise ValueError(f"--{name} must be >= 2, got {getattr(args, name)}")
     if args.batch < 0 or args.pretrain < 0:
         raise ValueError("--batch and --pretrain must be >= 0")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     if not (args.sigma > 0 and math.isfinite(args.sigma)):
         raise ValueError(f"--sigma must be > 0, got {args.sigma}")
     if args.task == "default" and args.batch > 256:
@@ -237,6 +239,9 @@ def run(args) -> int:
     except ValueError as e:
         print(f"alice-ref probe: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if args.pretrain and not args.no_progress:
+        print(f"alice-ref probe: pretraining with {args.pretrain} Adam steps before probing...",
+              file=sys.stderr, flush=True)
     try:
         prob, meta = (_digits_problem if args.task == "digits" else _default_problem)(args)
     except MissingDependency as e:
@@ -280,7 +285,12 @@ def run(args) -> int:
         d = rep.to_dict()
         written = [os.path.join(args.out, "probe.json")]
         if not args.no_plot:
-            written += plot_report(rep, args.out)
+            plots = plot_report(rep, args.out)
+            if not plots:
+                print("alice-ref probe: note: matplotlib is not installed, so no plots were "
+                      "written (pip install 'alice-ref[plot]', or --no-plot to silence this)",
+                      file=sys.stderr)
+            written += plots
         d["meta"]["files"] = [os.path.basename(w) for w in written]
         write_json(written[0], d)
         print("wrote " + ", ".join(written))

@@ -186,9 +186,19 @@ def _parse(args):
     if args.seeds is None:
         seeds = list(range(2 if args.quick else 5))
     elif "," in str(args.seeds):
-        seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+        try:
+            seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+        except ValueError:
+            raise ValueError(f"--seeds must be a count N or a comma list of integers >= 0, "
+                             f"got {args.seeds!r}") from None
+        if not seeds or min(seeds) < 0:
+            raise ValueError(f"--seeds must list integers >= 0, got {args.seeds!r}")
     else:
-        k = int(args.seeds)
+        try:
+            k = int(args.seeds)
+        except ValueError:
+            raise ValueError(f"--seeds must be a count N or a comma list of integers >= 0, "
+                             f"got {args.seeds!r}") from None
         if k < 1:
             raise ValueError(f"--seeds must be >= 1, got {k}")
         seeds = list(range(k))
@@ -216,7 +226,10 @@ def _parse(args):
         if k not in OPTIMIZERS or not v:
             raise ValueError(f"--lr must be NAME=LR with NAME in {', '.join(OPTIMIZERS)}, got "
                              f"{item!r}")
-        lrs[k] = float(v)
+        try:
+            lrs[k] = float(v)
+        except ValueError:
+            raise ValueError(f"--lr {item!r}: LR must be a number, got {v!r}") from None
         if not lrs[k] > 0:
             raise ValueError(f"--lr {k} must be > 0, got {v}")
     epochs = getattr(args, "epochs", None)

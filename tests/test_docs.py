@@ -70,6 +70,10 @@ def test_site_builds_strict(tmp_path):
                   "alice_ref.maths.bounds.GLASS_COEFF", "alice_ref.maths.step.ALPHA_COEFF",
                   "alice_ref.landscapes.SeparableGlass", "alice_torch.Alice", "alice_jax.alice"):
         assert f'id="{ident}"' in api, f"API reference lacks {ident}"
+    # Sphinx roles in docstrings render as links or code, never raw (docs/_ext: SphinxRoles)
+    raw = re.findall(r":(?:func|mod|class|meth|data|attr|exc):(?:<code>|`)", api)
+    assert not raw, f"{len(raw)} raw Sphinx roles on the API page"
+    assert 'class="autorefs autorefs-internal" title="warmup_length"' in api
 
 
 # -- (b) coverage of the results and of the public names -----------------------------------------

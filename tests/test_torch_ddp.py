@@ -121,3 +121,53 @@ def test_ddp_two_ranks_identical_and_match_single_process(tmp_path, monkeypatch)
             worst = max(worst, _rel(sa[f], opt.state[p][f]))
     print(f"DDP (2 ranks) vs single process: max relative difference {worst:.3e}")
     assert worst <= 1e-4, worst
+
+
+def _misseeded_worker(rank, world, port, outdir):
+    """Each rank seeds its probe generator differently: the first step must refuse."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    from alice_torch import Alice
+    try:
+        model = _model()
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        x, y = _data()
+        opt = Alice(ddp.parameters(), generator=torch.Generator().manual_seed(SEED + rank), **HP)
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(ddp(x), y)
+            loss.backward()
+            return loss
+        try:
+            opt.step(closure)
+            msg = "no error"
+        except RuntimeError as e:
+            msg = str(e)
+        (pathlib.Path(outdir) / f"rank{rank}.txt").write_text(f"{msg}\n{opt.t}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo spawn test is for POSIX")
+def test_ddp_ranks_with_different_probe_generators_are_refused(tmp_path, monkeypatch):
+    """Issue 13, item 10: DDP keeps mis-seeded ranks' parameters equal, but their H and R
+    would average different probes; one all-reduce at the first step tells."""
+    import torch.multiprocessing as mp
+
+    if "GLOO_SOCKET_IFNAME" not in os.environ and _loopback_ifname():
+        monkeypatch.setenv("GLOO_SOCKET_IFNAME", _loopback_ifname())
+    ctx = mp.spawn(_misseeded_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2,
+                   join=False)
+    deadline = time.monotonic() + 120
+    while not ctx.join(timeout=1):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                if p.is_alive():
+                    p.terminate()
+            pytest.fail("DDP workers did not finish in 120 s")
+    for r in range(2):
+        msg, t = (tmp_path / f"rank{r}.txt").read_text().rsplit("\n", 1)
+        assert "different probes" in msg and "manual_seed" in msg, msg
+        assert t == "0"

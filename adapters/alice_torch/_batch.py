@@ -10,15 +10,24 @@ engine on NumPy views) is a strategy of :mod:`alice_torch._strategies`; the math
 
 from __future__ import annotations
 
+import hashlib
+import signal
+import threading
+import weakref
+from typing import NamedTuple
+
 import torch
+from torch.utils.weak import WeakIdKeyDictionary
 
 from alice_ref import NonFiniteGradientError as _CoreNonFiniteGradientError
 from alice_ref.core import schedule
 
 from . import _groups
+from ._numerics import state_dtype
 from ._strategies import choose
 
-__all__ = ["EVALUATIONS", "NonFiniteGradientError", "run_batch", "draw_uniforms", "undo"]
+__all__ = ["EVALUATIONS", "NonFiniteGradientError", "run_batch", "draw_uniforms", "undo",
+           "edited", "forget", "record", "probe_rng_digest", "RANK_CHECK_EVERY"]
 
 #: The evaluations of a sample step, in the order of docs/spec/algorithm.md#one-batch, step 3.
 EVALUATIONS = ("g+", "g-", "g0")
@@ -85,23 +94,70 @@ def run_batch(opt, closure):
     docs/spec/algorithm.md#one-batch: steps 1-2 (:func:`alice_ref.schedule`); step 3, Alg. 2,
     step 1 (draw z); for each evaluation g+, g-, g0 (a quick step, step 4: g0 only) put the
     parameters at the point, replay the RNG, run the closure, check the gradients; steps 3-5
-    (absorb, then Alg. 3); step 6 (parameters at mu). Any exception undoes everything
-    (:func:`undo`); a NonFiniteGradientError under nonfinite='skip' is counted instead.
+    (absorb, then Alg. 3); step 6 (parameters at mu).
+
+    In three phases (the pattern of :mod:`alice_ref.driver`): :func:`_plan` validates
+    everything and changes nothing; the evaluations change only the parameters (put at the
+    probe points) and the random generators, which any exception puts back (:func:`undo`); the
+    commit writes the state and the counter, and contains nothing that can fail. Python signal
+    handlers (KeyboardInterrupt on Ctrl-C, an alarm's handler) are held back for the whole
+    batch except while the closure runs (:class:`_Held`), so an interrupt either strikes in the
+    closure, whose exception undoes the batch, or is delivered after the batch was undone or
+    committed whole: the optimiser is exactly as before the call or exactly as after it. A
+    NonFiniteGradientError under nonfinite='skip' is counted instead of raised.
     """
+    plan = _plan(opt, closure)
+    held = _Held()
+    with held:
+        return _run(opt, closure, plan, held)
+
+
+class _Plan(NamedTuple):
+    """What :func:`_plan` checked and prepared (nothing of it is installed yet)."""
+
+    pair: bool
+    groups: list
+    params: list
+    names: list
+    sched: object
+    strategy: object
+    clean: list  # per parameter: its version matched the one recorded at the last commit
+
+
+def _plan(opt, closure) -> _Plan:
+    """Everything that can fail, before anything changes: the closure's form, each group's
+    config and sigma (checked in the state dtype they will be used in), shared parameters,
+    the ranks' probe generators, the state each parameter starts from, the strategy."""
     pair = _closure_form(closure)
-    groups = _groups.trainable(opt.param_groups)
+    # A group at lr = 0 sits the batch out (_groups.frozen); the batch is still counted.
+    groups = [g for g in _groups.trainable(opt.param_groups) if not _groups.frozen(g.group)]
     configs = [_groups.group_config(opt._configs, g.index, g.group, opt._base) for g in groups]
     sigmas = [_groups.sigma(g.index, g.group) for g in groups]
+    for g, c, s in zip(groups, configs, sigmas):
+        for dt in sorted({str(state_dtype(p.dtype)) for p in g.params}):
+            try:
+                c.check_dtype(dt.replace("torch.", ""), s)
+            except ValueError as e:
+                raise ValueError(f"parameter group {g.index}: {e}") from None
     params = [p for g in groups for p in g.params]
     names = [n for g in groups for n in g.names]
-    _groups.ensure_state(opt.state, params)
+    _check_unique(params, names)
+    states, clean = _starting_states(opt, params, names)
     sched = schedule(opt.t + 1, opt._base)  # steps 1-2
-    strategy = choose(opt, groups, configs, sigmas, sched)
+    _check_ranks(opt, params, sched)
+    strategy = choose(opt, groups, configs, sigmas, sched, states)
+    return _Plan(pair, groups, params, names, sched, strategy, clean)
+
+
+def _run(opt, closure, plan: _Plan, held):
+    """The evaluations and the commit of a planned batch (signal handlers held by ``held``)."""
+    params, names, sched, strategy = plan.params, plan.names, plan.sched, plan.strategy
     # A failed batch (non-finite gradient, or an exception from the closure) is undone
     # completely, random generators included, as alice_ref.run_batch does: a skipped batch
     # is as if it never happened and a retried one draws the same probes and dropout masks.
     entry = (None if opt.generator is None else opt.generator.get_state(),
              _rng_snapshot(params))
+    done = False
     try:
         strategy.points(draw_uniforms(params, opt.generator) if sched.sample else None)
         replay = _rng_snapshot(params) if sched.sample else None
@@ -110,30 +166,307 @@ def run_batch(opt, closure):
             strategy.load_point(EVALUATIONS.index(which))
             if replay is not None:
                 _rng_restore(replay)  # same dropout masks etc. in all three
-            loss, outputs = _run_closure(opt, closure, pair)
+            with held.released():  # the closure may be interrupted: the except undoes it
+                loss, outputs = _run_closure(opt, closure, plan.pair)
             grads[which] = _gradients(strategy, params, names, which, sched.t, loss, outputs)
-        strategy.update(grads["g0"], grads.get("g+"), grads.get("g-"))
+        strategy.prepare(grads["g0"], grads.get("g+"), grads.get("g-"))
+        del grads
+        # The commit: nothing below can fail (everything was checked above).
+        for p in params:
+            st = strategy.states_by_param[p]
+            if opt.state.get(p) is not st:
+                opt.state[p] = st
+        strategy.commit()  # steps 3-6
+        opt.t = sched.t
+        record(opt, params)
+        done = True
     except NonFiniteGradientError as e:
-        undo(opt, groups, entry)
+        held.hold()  # (it is held; this only makes sure)
+        undo(opt, plan, entry)
         if opt.nonfinite == "raise":
             raise
         opt.skipped += 1
-        return (e.loss, e.outputs) if pair else e.loss
+        return (e.loss, e.outputs) if plan.pair else e.loss
     except BaseException:
-        undo(opt, groups, entry)  # never leave the model at a probe point
+        held.hold()
+        if not done:
+            undo(opt, plan, entry)  # never leave the model at a probe point
         raise
-    strategy.centre()  # step 6
-    opt.t = sched.t
-    return (loss, outputs) if pair else loss
+    return (loss, outputs) if plan.pair else loss
 
 
-def undo(opt, groups, entry) -> None:
-    """Parameters back at mu, the probe generator and torch's generators where they were."""
-    for g in groups:
-        _groups.centre(g.params, _groups.state_of(opt.state, g.params, opt.t, opt.skipped))
+def undo(opt, plan: _Plan, entry) -> None:
+    """Parameters back where they were before the batch (mu, or a parameter's edited value),
+    the probe generator and torch's generators where they were; the versions recorded for the
+    parameters that were not edited follow the restore."""
+    states = plan.strategy.states_by_param
+    for g in plan.groups:
+        _groups.centre(g.params, _groups.state_of(states, g.params, opt.t, opt.skipped))
     if entry[0] is not None:
         opt.generator.set_state(entry[0])
     _rng_restore(entry[1])
+    record(opt, [p for p, c in zip(plan.params, plan.clean) if c])
+
+
+# -- parameters edited between steps, parameters shared (docs/torch.md#reliability) ----------
+
+# parameter -> (weak reference to the Alice that committed it last, the parameter's version
+# counter and data pointer right after that commit: _stamp). Weak both ways: it keeps neither alive.
+_LAST = WeakIdKeyDictionary()
+# optimiser -> the parameters it has committed (so that a second optimiser taking over a
+# parameter, e.g. one resumed from a checkpoint, is told apart from two stepping it in turn).
+_STEPPED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def record(opt, params) -> None:
+    """After a commit (or an undo): ``opt`` owns ``params`` at their current versions."""
+    mine = _STEPPED.get(opt)
+    if mine is None:
+        mine = _STEPPED[opt] = WeakIdKeyDictionary()
+    ref = weakref.ref(opt)
+    for p in params:
+        _LAST[p] = (ref, _stamp(p))
+        mine[p] = True
+
+
+def forget(opt, params) -> None:
+    """Drop what is recorded of ``opt`` and ``params`` (a loaded state dict starts afresh: the
+    model's parameters are loaded separately, and must not count as edits)."""
+    mine = _STEPPED.get(opt)
+    for p in params:
+        last = _LAST.get(p)
+        if last is not None and last[0]() is opt:
+            del _LAST[p]
+        if mine is not None and p in mine:
+            del mine[p]
+
+
+def edited(opt, p) -> bool:
+    """Whether ``p`` was written since ``opt`` last committed it (torch's version counter:
+    any in-place write through the parameter or a view of it counts, and so does replacing
+    ``p.data``; writing into ``p.data`` or a NumPy view in place does not)."""
+    last = _LAST.get(p)
+    return last is not None and last[0]() is opt and last[1] != _stamp(p)
+
+
+def _stamp(p) -> tuple:
+    """What tells a write: torch's version counter (in-place writes) and the data pointer
+    (``p.data = x``, as torch.nn.utils.prune.remove does)."""
+    return p._version, p.data_ptr()
+
+
+def _starting_states(opt, params, names):
+    """Per parameter the state this batch starts from, and whether it was left as committed.
+
+    A parameter without state gets :func:`alice_torch._groups.initial_state` (not installed
+    until the commit: a failed first batch leaves no state behind). A parameter written since
+    the last commit (pruned, clamped, rolled back with ``model.load_state_dict``...) is adopted:
+    mu = nu = its current value (docs/torch.md#parameters-edited-between-steps); a parameter
+    last committed by another live Alice that this one has committed before is refused.
+    """
+    states, clean = {}, []
+    mine = _STEPPED.get(opt)
+    for p, name in zip(params, names):
+        last = _LAST.get(p)
+        other = None if last is None else last[0]()
+        if other is not None and other is not opt and mine is not None and p in mine:
+            raise ValueError(
+                f"parameter {name} is also updated by another Alice optimiser, which wrote it "
+                f"after this one: each would silently overwrite the other's update; give each "
+                f"parameter to one optimiser (separate parameter groups of one Alice can have "
+                f"their own hyperparameters)")
+        st = opt.state.get(p)
+        if st is None or "mu" not in st:
+            states[p] = _groups.initial_state(p)
+            clean.append(False)
+        elif last is not None and other is opt and last[1] != _stamp(p):
+            new = dict(st)  # the averages are kept
+            new["mu"] = _adopted(p, st["mu"])
+            new["nu"] = new["mu"].clone()
+            states[p] = new
+            clean.append(False)
+        else:
+            states[p] = st
+            clean.append(True)
+    return states, clean
+
+
+def _adopted(p, like):
+    """The parameter's current value as a new centre, in the state's dtype and device."""
+    mu = torch.empty(like.shape, dtype=like.dtype, device=like.device)
+    mu.copy_(p.detach())
+    return mu
+
+
+def _check_unique(params, names) -> None:
+    """ValueError for a parameter listed twice (it would be updated twice per batch)."""
+    seen: dict = {}
+    for p, n in zip(params, names):
+        k = id(p)
+        if k in seen:
+            raise ValueError(f"parameter {n} is the same tensor as {seen[k]}: a parameter may "
+                             f"appear once among the optimiser's parameter groups")
+        seen[k] = n
+
+
+# -- ranks under torch.distributed (docs/torch.md#distributeddataparallel) ----------------------
+
+#: After the first batch of each optimiser, the ranks' probe generators are compared every
+#: this many batches (one all-reduce of two int64).
+RANK_CHECK_EVERY = 100
+
+
+def _check_ranks(opt, params, sched) -> None:
+    """Under torch.distributed (initialised, world size > 1): one all-reduce (MAX) of a 62-bit
+    digest of the probe generator's state and of its negation; ranks that would draw different
+    probes raise the same error on every rank. At the first batch of this optimiser and every
+    :data:`RANK_CHECK_EVERY` batches."""
+    if getattr(opt, "_ranks_checked", False) and sched.t % RANK_CHECK_EVERY:
+        return
+    dist = getattr(torch, "distributed", None)
+    if (dist is None or not dist.is_available() or not dist.is_initialized()
+            or dist.get_world_size() < 2):
+        return
+    h = probe_rng_digest(opt.generator, params)
+    device = (torch.device("cuda", torch.cuda.current_device())
+              if dist.get_backend() == "nccl" else torch.device("cpu"))
+    both = torch.tensor([h, -h], dtype=torch.int64, device=device)
+    dist.all_reduce(both, op=dist.ReduceOp.MAX)
+    hi, lo = int(both[0]), -int(both[1])
+    if hi != lo:
+        which = ("the probe generator (Alice(..., generator=...))" if opt.generator is not None
+                 else "torch's default generator")
+        raise RuntimeError(
+            f"the ranks would draw different probes at batch {sched.t}: the state of {which} "
+            f"differs between ranks (digests {lo} .. {hi}); DistributedDataParallel averages "
+            f"the gradients, so the parameters stay equal, but each rank's H and R would "
+            f"average other probes. Pass Alice(..., generator=torch.Generator()"
+            f".manual_seed(SEED)) with the same SEED on every rank (docs/torch.md)")
+    opt._ranks_checked = True
+
+
+def probe_rng_digest(generator, params) -> int:
+    """A 62-bit digest of the state the probe draws come from: ``generator``'s, or the default
+    generators of the parameters' devices."""
+    if generator is not None:
+        states = [generator.get_state()]
+    else:
+        states = [torch.get_rng_state()] if any(p.device.type != "cuda" for p in params) else []
+        states += list(_rng_snapshot(params)[1].values())
+    h = hashlib.blake2b(digest_size=8)
+    for s in states:
+        h.update(s.cpu().numpy().tobytes())
+    return int.from_bytes(h.digest(), "little") >> 2
+
+
+# -- signal handlers held back (the batch's commit section) ----------------------------------
+
+def _python_handlers() -> dict:
+    out = {}
+    for s in signal.valid_signals():
+        try:
+            h = signal.getsignal(s)
+        except (ValueError, OSError):  # pragma: no cover - platform specific
+            continue
+        if callable(h):
+            out[s] = h
+    return out
+
+
+class _Held:
+    """:func:`alice_ref._atomic.commit_section` for a whole batch, with the closure let out.
+
+    While held, every Python signal handler is replaced by one that records the signal; the
+    recorded signals' original handlers run when the handlers are put back: at the end of the
+    batch (after its commit or its undo), or when :meth:`released` lets the closure run with
+    the user's handlers (an exception then raised in the closure undoes the batch). Each swap
+    finishes even if a signal strikes half-way. In threads other than the main one (where
+    CPython runs no handler) it does nothing.
+    """
+
+    def __init__(self):
+        self.active = threading.current_thread() is threading.main_thread()
+        self.originals: list = []
+        self.pending: list = []
+        self.holding = False
+        self._handler = self._note  # one bound method, compared by identity
+
+    def _note(self, signum, frame):
+        self.pending.append((signum, frame))
+
+    def _swap(self, items) -> None:
+        if items:
+            (s, h), rest = items[0], items[1:]
+            try:
+                if h is not self._handler:
+                    self.originals.append((s, h))
+                    signal.signal(s, self._handler)
+            finally:
+                self._swap(rest)
+
+    def hold(self) -> None:
+        """Hold the handlers back (no-op when held)."""
+        if self.active and not self.holding:
+            self.holding = True
+            self._swap(list(_python_handlers().items()))
+
+    def let_go(self) -> None:
+        """Put the handlers back, then run the original handler of each recorded signal."""
+        if not (self.active and self.holding):
+            return
+        originals, self.originals, self.holding = self.originals, [], False
+        try:
+            _restore(originals)
+        finally:
+            handlers = dict(originals)
+            pending, self.pending = self.pending, []
+            for signum, frame in pending:
+                handlers[signum](signum, frame)
+
+    def __enter__(self):
+        try:
+            self.hold()
+        except BaseException:  # a signal while swapping: the swap finished; undo it
+            self.let_go()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.let_go()
+        return False
+
+    def released(self):
+        """The user's handlers (and any signal recorded meanwhile) for a ``with`` block."""
+        return _Released(self)
+
+
+class _Released:
+    """``with held.released():`` (a class, not a generator: a generator interrupted in its
+    ``__exit__`` would run its ``finally`` later, whenever it is collected)."""
+
+    def __init__(self, held):
+        self.held = held
+
+    def __enter__(self):
+        try:
+            self.held.let_go()
+        except BaseException:  # a recorded signal's handler raised: hold again, then raise
+            self.held.hold()
+            raise
+
+    def __exit__(self, *exc) -> bool:
+        self.held.hold()  # (an interrupt before this runs is caught by the batch, which holds)
+        return False
+
+
+def _restore(items) -> None:
+    """Put each handler back; a handler that runs meanwhile cannot stop the others' return."""
+    if items:
+        (s, h), rest = items[0], items[1:]
+        try:
+            signal.signal(s, h)
+        finally:
+            _restore(rest)
 
 
 def _closure_form(closure) -> bool:
@@ -167,13 +500,18 @@ def _run_closure(opt, closure, pair):
 def _gradients(strategy, params, names, which, t, loss, outputs) -> list:
     """The gradients of one evaluation, in the strategy's keeping; NonFiniteGradientError
     naming the first parameter with a NaN/Inf."""
+    if params and all(p.grad is None for p in params):
+        raise RuntimeError(f"evaluation {which} ({_WHERE[which]}) of batch {t} gave no gradient "
+                           f"to any trainable parameter: the closure must call "
+                           f"loss.backward() (Alice zeroes the gradients before each "
+                           f"evaluation); nothing changed")
     grads = []
     for p in params:
         g = p.grad
         if g is None:  # as the official code: a parameter without gradient gets zeros
             g = torch.zeros_like(p)
         elif g.is_sparse:
-            raise TypeError("Alice does not support sparse gradients")
+            raise RuntimeError("Alice does not support sparse gradients")
         else:
             g = strategy.gradient(g.detach(), p)
         grads.append(g)

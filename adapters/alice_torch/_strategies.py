@@ -9,12 +9,16 @@ and :func:`choose`, which picks one per batch.
   state and gradients, with torch's sqrt (:func:`alice_torch._numerics.torch_sqrt`): the same
   operations in the same order, bit-identical to :class:`Generic` (tests/test_fast_paths.py).
 
-A strategy answers, in this order: ``points(uniforms)`` (the probes from the draws, None on a
-quick step), ``load_point(k)`` (parameters <- point k), ``gradient(g, p)`` and
-``first_nonfinite(grads)`` (keeping and checking an evaluation's gradients), ``update(g0, gp,
-gm)`` (absorb and update) and ``centre()`` (commit; parameters at mu). Both take the same probe
-draws, give the same evaluation points and leave the state unchanged until ``update``, which
-runs only after every evaluation passed its check.
+A strategy works on ``states`` (parameter -> its state dict: the optimiser's, or a new one not
+yet installed for a parameter without state or one edited between steps,
+:func:`alice_torch._batch.run_batch`) and answers, in this order: ``points(uniforms)`` (the
+probes from the draws, None on a quick step), ``load_point(k)`` (parameters <- point k),
+``gradient(g, p)`` and ``first_nonfinite(grads)`` (keeping and checking an evaluation's
+gradients), ``prepare(g0, gp, gm)`` (whatever can be computed, or can fail, without writing the
+state: the generic path's whole new state) and ``commit()`` (the writes: run inside the batch's
+commit section, it cannot fail; parameters at mu). Both take the same probe draws, give the
+same evaluation points and write neither ``states`` nor ``optimizer.state`` before
+``commit``; ``states_by_param`` is what ``commit`` installs in ``optimizer.state``.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ __all__ = ["choose", "Generic", "Fused"]
 _FUSED_DTYPES = (torch.float32, torch.float64)
 
 
-def choose(opt, groups, configs, sigmas, sched):
+def choose(opt, groups, configs, sigmas, sched, states):
     """The strategy of this batch: :class:`Fused` when ``opt.fused`` is not False, every
     trainable parameter is a dense C-contiguous float32/float64 CPU tensor whose state has its
     dtype and device, and :func:`alice_ref.engines.select` picks 'cpu' for their NumPy views;
@@ -57,18 +61,18 @@ def choose(opt, groups, configs, sigmas, sched):
         ValueError: ``fused=True`` and the fused path cannot run (the message says why).
     """
     params = [p for g in groups for p in g.params]
-    if opt.fused is not False and all(_fusable(opt, p) for p in params):
+    if opt.fused is not False and all(_fusable(opt, p, states[p]) for p in params):
         try:
             engine = select([numpy_view(p) for p in params], "cpu" if opt.fused else None)
         except ValueError as e:
             raise ValueError(f"fused=True needs the compiled CPU engine: {e}") from None
         if engine == "cpu":
-            return Fused(opt, groups, configs, sigmas, sched)
-    return Generic(opt, groups, configs, sigmas, sched)
+            return Fused(opt, groups, configs, sigmas, sched, states)
+    return Generic(opt, groups, configs, sigmas, sched, states)
 
 
-def _fusable(opt, p) -> bool:
-    mu = opt.state[p]["mu"]
+def _fusable(opt, p, st) -> bool:
+    mu = st["mu"]
     if (p.device.type == "cpu" and p.dtype in _FUSED_DTYPES and p.is_contiguous()
             and not p.is_sparse and mu.dtype == p.dtype and mu.device == p.device):
         return True
@@ -82,15 +86,16 @@ def _fusable(opt, p) -> bool:
 
 
 class Generic:
-    """The core on torch tensors: new state per batch, committed by :meth:`centre`."""
+    """The core on torch tensors: new state per batch (:meth:`prepare`), installed by
+    :meth:`commit`."""
 
     first_nonfinite = staticmethod(first_nonfinite)  # one synchronisation per device
 
-    def __init__(self, opt, groups, configs, sigmas, sched):
+    def __init__(self, opt, groups, configs, sigmas, sched, states):
         self.opt, self.groups, self.configs, self.sigmas, self.sched = (
             opt, groups, configs, sigmas, sched)
-        self.states = [_groups.state_of(opt.state, g.params, opt.t, opt.skipped)
-                       for g in groups]
+        self.states_by_param = states
+        self.states = [_groups.state_of(states, g.params, opt.t, opt.skipped) for g in groups]
         self.pts = self.new = None
 
     def points(self, uniforms) -> None:
@@ -116,8 +121,9 @@ class Generic:
         """A copy: the next evaluation may zero or reuse .grad in place."""
         return g.clone()
 
-    def update(self, g0, gp=None, gm=None) -> None:
-        """Steps 3-5: absorb (Alg. 2, steps 5-11, or a quick step's G, V), then Alg. 3."""
+    def prepare(self, g0, gp=None, gm=None) -> None:
+        """Steps 3-5: absorb (Alg. 2, steps 5-11, or a quick step's G, V), then Alg. 3, into a
+        new state (nothing is written)."""
         sched, new = self.sched, []
         for st, c, s, g0_, gp_, gm_ in zip(self.states, self.configs, self.sigmas,
                                            *(self._split(g) for g in (g0, gp, gm))):
@@ -126,8 +132,8 @@ class Generic:
             new.append(apply_update(st, sched, c, s))
         self.new = new
 
-    def centre(self) -> None:
-        """Commit the new state; parameters <- mu (step 6)."""
+    def commit(self) -> None:
+        """Install the new state; parameters <- mu (step 6)."""
         for g, st in zip(self.groups, self.new):
             _groups.commit(self.opt.state, g.params, st)
             _groups.centre(g.params, st)
@@ -144,7 +150,7 @@ class Generic:
 
 
 class Fused:
-    """:mod:`alice_ref.engines.cpu` in place on NumPy views, updated in :meth:`update`.
+    """:mod:`alice_ref.engines.cpu` in place on NumPy views, updated in :meth:`commit`.
 
     The workspace (``opt._workspace``) and the threads (``opt.fused_threads``) are the
     optimiser's: alice_ref.engines.cpu can share blocks among threads (NumPy releases the GIL
@@ -154,16 +160,16 @@ class Fused:
 
     first_nonfinite = staticmethod(first_nonfinite_cpu)  # one cheap sum per tensor
 
-    def __init__(self, opt, groups, configs, sigmas, sched):
+    def __init__(self, opt, groups, configs, sigmas, sched, states):
         self.opt, self.groups, self.configs, self.sigmas, self.sched = (
             opt, groups, configs, sigmas, sched)
         self.params = [p for g in groups for p in g.params]
-        _own_state(opt.state, self.params)
+        self.states_by_param = states = _own_state(states, self.params)
         # Per group and parameter: (param, mu, nu, G, V, H, R), flat NumPy views.
-        self.views = [[(numpy_view(p),) + tuple(numpy_view(opt.state[p][f]) for f in FIELDS)
+        self.views = [[(numpy_view(p),) + tuple(numpy_view(states[p][f]) for f in FIELDS)
                        for p in g.params] for g in groups]
         self.ws, self.threads = opt._workspace, opt.fused_threads
-        self.masks = None
+        self.masks = self.grads = None
 
     def points(self, uniforms) -> None:
         """The probe signs as packed masks, 1 bit per element (u < 0.5 gives -sigma; Alg. 2,
@@ -196,34 +202,44 @@ class Fused:
             g = g.to(dtype=p.dtype, memory_format=torch.contiguous_format, copy=True)
         return g
 
-    def update(self, g0, gp=None, gm=None) -> None:
+    def prepare(self, g0, gp=None, gm=None) -> None:
+        """The gradients' NumPy views, per parameter (nothing is written yet)."""
+        self.grads = [[None if x is None else numpy_view(x[k]) for x in (g0, gp, gm)]
+                      for k in range(len(self.params))]
+
+    def commit(self) -> None:
         """Steps 3-5 in place: :func:`alice_ref.engines.cpu.absorb_and_update` per parameter,
-        which also writes mu into the parameter (step 6)."""
+        which also writes mu into the parameter (step 6); then tell autograd. Every argument
+        was checked when it was made (dtypes, sizes, contiguity: :func:`choose`,
+        :meth:`gradient`), so nothing here can fail half-way."""
         k = 0
         for vs, cfg, sigma in zip(self.views, self.configs, self.sigmas):
             for v in vs:
-                g = [None if x is None else numpy_view(x[k]) for x in (g0, gp, gm)]
-                _cpu.absorb_and_update(cfg, self.sched, *v[1:], *g, lr=sigma, param=v[0],
-                                       workspace=self.ws, sqrt=torch_sqrt,
+                _cpu.absorb_and_update(cfg, self.sched, *v[1:], *self.grads[k], lr=sigma,
+                                       param=v[0], workspace=self.ws, sqrt=torch_sqrt,
                                        threads=self.threads)
                 k += 1
-
-    def centre(self) -> None:
-        """The parameters hold mu already (written by :meth:`update`); tell autograd."""
         touched(self.params)
 
 
-def _own_state(state, params) -> None:
-    """Each state field of each parameter gets its own contiguous storage (the fused path
-    updates them in place; import_mu, for one, makes mu and nu the same tensor)."""
+def _own_state(states, params) -> dict:
+    """``states`` where each state field of each parameter has its own contiguous storage (the
+    fused path updates them in place; a state loaded by hand may alias mu and nu): a parameter
+    whose fields need copies gets a new dict (installed at the commit), the others keep
+    theirs; nothing in ``states`` is changed."""
+    out = dict(states)
     for p in params:
-        st = state[p]
+        st = states[p]
         seen = {p.untyped_storage().data_ptr()}
+        new = None
         for f in FIELDS:
             x = st[f]
             key = x.untyped_storage().data_ptr()
             if key in seen or not x.is_contiguous():
-                x = x.to(memory_format=torch.contiguous_format, copy=True)
-                st[f] = x
+                new = dict(st) if new is None else new
+                x = new[f] = x.to(memory_format=torch.contiguous_format, copy=True)
                 key = x.untyped_storage().data_ptr()
             seen.add(key)
+        if new is not None:
+            out[p] = new
+    return out

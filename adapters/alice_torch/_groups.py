@@ -95,8 +95,9 @@ def check_no_duplicates(param_group: dict, param_groups) -> None:
     for i, g in enumerate(param_groups):
         for p in g["params"]:
             if id(p) in seen:
-                raise ValueError(f"parameter #{seen[id(p)]} of the new group is already in "
-                                 f"parameter group {i}: a parameter may appear once")
+                raise ValueError(f"some parameters appear in more than one parameter group "
+                                 f"(torch's wording): parameter #{seen[id(p)]} of the new group "
+                                 f"is already in parameter group {i}")
 
 
 def make_config(group, base: AliceConfig) -> AliceConfig:

@@ -66,8 +66,8 @@ SKIPS = {
     "test_non_empty_state": _NO_BACKWARD,
     "test_state_dict_deterministic": _PROBES,
     "test_tensor_lr": _PROBES,
-    "test_complex": _PROBES,
-    "test_complex_2d": _PROBES,
+    "test_complex": "complex parameters are refused (RuntimeError, docs/torch.md); " + _PROBES,
+    "test_complex_2d": "complex parameters are refused (RuntimeError, docs/torch.md); " + _PROBES,
     "test_second_order_optims_return_consistent_types": (
         "LBFGS-specific: the test sets LBFGS's tolerance_grad, which Alice does not have"),
 }

@@ -11,8 +11,6 @@ engine on NumPy views) is a strategy of :mod:`alice_torch._strategies`; the math
 from __future__ import annotations
 
 import hashlib
-import signal
-import threading
 import weakref
 from typing import NamedTuple
 
@@ -20,6 +18,7 @@ import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
 from alice_ref import NonFiniteGradientError as _CoreNonFiniteGradientError
+from alice_ref._atomic import SignalHold
 from alice_ref.core import schedule
 
 from . import _groups
@@ -101,13 +100,14 @@ def run_batch(opt, closure):
     probe points) and the random generators, which any exception puts back (:func:`undo`); the
     commit writes the state and the counter, and contains nothing that can fail. Python signal
     handlers (KeyboardInterrupt on Ctrl-C, an alarm's handler) are held back for the whole
-    batch except while the closure runs (:class:`_Held`), so an interrupt either strikes in the
-    closure, whose exception undoes the batch, or is delivered after the batch was undone or
-    committed whole: the optimiser is exactly as before the call or exactly as after it. A
-    NonFiniteGradientError under nonfinite='skip' is counted instead of raised.
+    batch except while the closure runs (:class:`alice_ref._atomic.SignalHold`), so an
+    interrupt either strikes in the closure, whose exception undoes the batch, or is delivered
+    after the batch was undone or committed whole: the optimiser is exactly as before the call
+    or exactly as after it. A NonFiniteGradientError under nonfinite='skip' is counted instead
+    of raised.
     """
     plan = _plan(opt, closure)
-    held = _Held()
+    held = SignalHold()
     with held:
         return _run(opt, closure, plan, held)
 
@@ -360,114 +360,6 @@ def probe_rng_digest(generator, params) -> int:
 
 
 # -- signal handlers held back (the batch's commit section) ----------------------------------
-
-def _python_handlers() -> dict:
-    out = {}
-    for s in signal.valid_signals():
-        try:
-            h = signal.getsignal(s)
-        except (ValueError, OSError):  # pragma: no cover - platform specific
-            continue
-        if callable(h):
-            out[s] = h
-    return out
-
-
-class _Held:
-    """:func:`alice_ref._atomic.commit_section` for a whole batch, with the closure let out.
-
-    While held, every Python signal handler is replaced by one that records the signal; the
-    recorded signals' original handlers run when the handlers are put back: at the end of the
-    batch (after its commit or its undo), or when :meth:`released` lets the closure run with
-    the user's handlers (an exception then raised in the closure undoes the batch). Each swap
-    finishes even if a signal strikes half-way. In threads other than the main one (where
-    CPython runs no handler) it does nothing.
-    """
-
-    def __init__(self):
-        self.active = threading.current_thread() is threading.main_thread()
-        self.originals: list = []
-        self.pending: list = []
-        self.holding = False
-        self._handler = self._note  # one bound method, compared by identity
-
-    def _note(self, signum, frame):
-        self.pending.append((signum, frame))
-
-    def _swap(self, items) -> None:
-        if items:
-            (s, h), rest = items[0], items[1:]
-            try:
-                if h is not self._handler:
-                    self.originals.append((s, h))
-                    signal.signal(s, self._handler)
-            finally:
-                self._swap(rest)
-
-    def hold(self) -> None:
-        """Hold the handlers back (no-op when held)."""
-        if self.active and not self.holding:
-            self.holding = True
-            self._swap(list(_python_handlers().items()))
-
-    def let_go(self) -> None:
-        """Put the handlers back, then run the original handler of each recorded signal."""
-        if not (self.active and self.holding):
-            return
-        originals, self.originals, self.holding = self.originals, [], False
-        try:
-            _restore(originals)
-        finally:
-            handlers = dict(originals)
-            pending, self.pending = self.pending, []
-            for signum, frame in pending:
-                handlers[signum](signum, frame)
-
-    def __enter__(self):
-        try:
-            self.hold()
-        except BaseException:  # a signal while swapping: the swap finished; undo it
-            self.let_go()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        self.let_go()
-        return False
-
-    def released(self):
-        """The user's handlers (and any signal recorded meanwhile) for a ``with`` block."""
-        return _Released(self)
-
-
-class _Released:
-    """``with held.released():`` (a class, not a generator: a generator interrupted in its
-    ``__exit__`` would run its ``finally`` later, whenever it is collected)."""
-
-    def __init__(self, held):
-        self.held = held
-
-    def __enter__(self):
-        try:
-            self.held.let_go()
-        except BaseException:  # a recorded signal's handler raised: hold again, then raise
-            self.held.hold()
-            raise
-
-    def __exit__(self, *exc) -> bool:
-        self.held.hold()  # (an interrupt before this runs is caught by the batch, which holds)
-        return False
-
-
-def _restore(items) -> None:
-    """Put each handler back; a handler that runs meanwhile cannot stop the others' return."""
-    if items:
-        (s, h), rest = items[0], items[1:]
-        try:
-            signal.signal(s, h)
-        finally:
-            _restore(rest)
-
 
 def _closure_form(closure) -> bool:
     """True for the official pair (model_func, loss_func), False for a torch closure."""

@@ -21,7 +21,7 @@ from alice_ref import NonFiniteGradientError as _CoreNonFiniteGradientError
 from alice_ref._atomic import SignalHold
 from alice_ref.core import schedule
 
-from . import _groups
+from . import _dtensor, _groups
 from ._numerics import state_dtype
 from ._strategies import choose
 
@@ -122,6 +122,7 @@ class _Plan(NamedTuple):
     sched: object
     strategy: object
     clean: list  # per parameter: its version matched the one recorded at the last commit
+    local: object = None  # DTensor parameters: the batch on local tensors (_dtensor.Local)
 
 
 def _plan(opt, closure) -> _Plan:
@@ -145,8 +146,12 @@ def _plan(opt, closure) -> _Plan:
     states, clean = _starting_states(opt, params, names)
     sched = schedule(opt.t + 1, opt._base)  # steps 1-2
     _check_ranks(opt, params, sched)
-    strategy = choose(opt, groups, configs, sigmas, sched, states)
-    return _Plan(pair, groups, params, names, sched, strategy, clean)
+    local = _dtensor.localise(opt, groups, params, states)  # FSDP2: the strategy sees shards
+    if local is None:
+        strategy = choose(opt, groups, configs, sigmas, sched, states)
+    else:
+        strategy = choose(local.view, local.groups, configs, sigmas, sched, local.states)
+    return _Plan(pair, groups, params, names, sched, strategy, clean, local)
 
 
 def _run(opt, closure, plan: _Plan, held):
@@ -159,7 +164,8 @@ def _run(opt, closure, plan: _Plan, held):
              _rng_snapshot(params))
     done = False
     try:
-        strategy.points(draw_uniforms(params, opt.generator) if sched.sample else None)
+        strategy.points(_dtensor.local_uniforms(params, draw_uniforms(params, opt.generator))
+                        if sched.sample else None)
         replay = _rng_snapshot(params) if sched.sample else None
         grads = {}
         for which in (EVALUATIONS if sched.sample else EVALUATIONS[2:]):
@@ -172,11 +178,14 @@ def _run(opt, closure, plan: _Plan, held):
         strategy.prepare(grads["g0"], grads.get("g+"), grads.get("g-"))
         del grads
         # The commit: nothing below can fail (everything was checked above).
-        for p in params:
-            st = strategy.states_by_param[p]
-            if opt.state.get(p) is not st:
-                opt.state[p] = st
-        strategy.commit()  # steps 3-6
+        if plan.local is None:
+            for p in params:
+                st = strategy.states_by_param[p]
+                if opt.state.get(p) is not st:
+                    opt.state[p] = st
+            strategy.commit()  # steps 3-6
+        else:
+            plan.local.commit(opt, strategy)  # the same on the local shards
         opt.t = sched.t
         record(opt, params)
         done = True
@@ -200,7 +209,7 @@ def undo(opt, plan: _Plan, entry) -> None:
     the probe generator and torch's generators where they were; the versions recorded for the
     parameters that were not edited follow the restore."""
     states = plan.strategy.states_by_param
-    for g in plan.groups:
+    for g in (plan.groups if plan.local is None else plan.local.groups):
         _groups.centre(g.params, _groups.state_of(states, g.params, opt.t, opt.skipped))
     if entry[0] is not None:
         opt.generator.set_state(entry[0])
@@ -252,6 +261,7 @@ def edited(opt, p) -> bool:
 def _stamp(p) -> tuple:
     """What tells a write: torch's version counter (in-place writes) and the data pointer
     (``p.data = x``, as torch.nn.utils.prune.remove does)."""
+    p = _dtensor.local(p)  # a DTensor parameter: its local shard (which writes go to)
     return p._version, p.data_ptr()
 
 
@@ -293,6 +303,8 @@ def _starting_states(opt, params, names):
 
 def _adopted(p, like):
     """The parameter's current value as a new centre, in the state's dtype and device."""
+    if _dtensor.is_dtensor(p):
+        return _dtensor.initial_state(p)["mu"]
     mu = torch.empty(like.shape, dtype=like.dtype, device=like.device)
     mu.copy_(p.detach())
     return mu
@@ -399,7 +411,7 @@ def _gradients(strategy, params, names, which, t, loss, outputs) -> list:
                            f"evaluation); nothing changed")
     grads = []
     for p in params:
-        g = p.grad
+        g, p = _dtensor.local(p.grad), _dtensor.local(p)  # DTensors: the local shards
         if g is None:  # as the official code: a parameter without gradient gets zeros
             g = torch.zeros_like(p)
         elif g.is_sparse:

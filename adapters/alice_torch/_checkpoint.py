@@ -15,7 +15,7 @@ import torch
 from alice_ref.checks import check_count
 from alice_ref.core import FIELDS
 
-from . import _groups
+from . import _dtensor, _groups
 from ._numerics import state_dtype
 
 __all__ = ["extra", "checked", "Loaded"]
@@ -61,6 +61,8 @@ def checked(opt, state_dict) -> Loaded:
         if k not in state_dict:
             raise ValueError(f"state_dict has no {k!r} entry (not an optimiser state dict)")
     alice = state_dict.get("alice")
+    if alice is None:  # torch.distributed.checkpoint keeps only the groups: Alice's entry is
+        alice = _group_extra(state_dict["param_groups"])  # there for DTensor parameters
     counters = gen_state = None
     notes = []
     if alice is not None:
@@ -82,6 +84,17 @@ def checked(opt, state_dict) -> Loaded:
         if new is not None:
             loaded[id_map[pid]] = new
     return Loaded(groups, loaded, counters, gen_state, notes)
+
+
+def _group_extra(groups):
+    """The ``'alice'`` entry that :meth:`alice_torch.Alice.state_dict` also puts in every
+    parameter group when the parameters are DTensors (get_optimizer_state_dict keeps only
+    'state' and 'param_groups'), or None."""
+    if isinstance(groups, (list, tuple)):
+        for g in groups:
+            if isinstance(g, Mapping) and g.get("alice") is not None:
+                return g["alice"]
+    return None
 
 
 def _check_extra(opt, alice, notes):
@@ -144,7 +157,7 @@ def _check_groups(opt, saved_groups) -> list:
                 cfg.check_dtype(dt.replace("torch.", ""), sigma)
         except (TypeError, ValueError) as e:
             raise type(e)(f"{where}: {e}") from None
-        new = deepcopy({k: v for k, v in saved.items() if k != "params"})
+        new = deepcopy({k: v for k, v in saved.items() if k not in ("params", "alice")})
         new["params"] = mine["params"]
         if "param_names" in mine and "param_names" not in new:
             new["param_names"] = mine["param_names"]
@@ -177,12 +190,15 @@ def _check_param_state(pid, st, p):
         if tuple(v.shape) != tuple(p.shape):
             raise ValueError(f"{what} has shape {tuple(v.shape)}, the parameter "
                              f"{tuple(p.shape)}")
-        x = torch.empty(p.shape, dtype=dt, device=p.device)
-        x.copy_(v.detach())
+        if _dtensor.is_dtensor(p):  # FSDP2: this rank's shard (resharded if need be)
+            x = _dtensor.load_field(v, p, dt)
+        else:
+            x = torch.empty(p.shape, dtype=dt, device=p.device)
+            x.copy_(v.detach())
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"{what} is not finite in {dt} (NaN or Inf)")
         if f in ("V", "H", "R") and bool((x < 0).any()):
             raise ValueError(f"{what} has negative entries (an average of squares or "
                              f"magnitudes is >= 0)")
-        new[f] = x
+        new[f] = _dtensor.wrap(x, p) if _dtensor.is_dtensor(p) else x
     return new

@@ -15,6 +15,7 @@ import torch
 from alice_ref.checks import check_lr
 from alice_ref.core import FIELDS, AliceConfig, AliceState, params_of
 
+from . import _dtensor
 from ._numerics import state_dtype
 
 __all__ = ["GROUP_KEYS", "SHARED_KEYS", "BOUNDS_LR", "Group", "scalar", "shared",
@@ -173,6 +174,8 @@ def initial_state(p, value=None) -> dict:
     ``value``, in the state dtype; averages +0), each field in its own contiguous storage (the
     fused path updates them in place), made without temporaries: 6 arrays of p's size, no
     more (the first batch's peak memory)."""
+    if _dtensor.is_dtensor(p):  # FSDP2: the local shard's state, as DTensors like p
+        return _dtensor.initial_state(p, value)
     x = p.detach() if value is None else value.detach()
     dt = state_dtype(p.dtype)
     mu = torch.empty(p.shape, dtype=dt, device=p.device)

@@ -30,7 +30,7 @@ from alice_ref.core import AliceConfig
 from alice_ref.core import attributes as _core_attributes
 from alice_ref.engines import cpu as _cpu
 
-from . import _batch, _checkpoint, _groups
+from . import _batch, _checkpoint, _dtensor, _groups
 from ._batch import NonFiniteGradientError, run_batch
 from ._numerics import state_dtype
 
@@ -245,6 +245,8 @@ class Alice(torch.optim.Optimizer):
             >>> tuple(out.shape), opt.t, torch.equal(model.weight, before)
             ((4, 1), 1, True)
         """
+        if closure is None and _dcp_init(self):
+            return None
         _step_entry(self, closure)
         # maximize: the gradients of those groups' parameters are negated as backward writes
         # them, so Alice minimises -L exactly (the curvature and glass estimates use only |h|,
@@ -439,8 +441,7 @@ class Alice(torch.optim.Optimizer):
         """
         # torch's state_dict hooks run around the whole dict, 'alice' entry included: pre-hooks
         # before it is built, post-hooks on it (and what they return is the result).
-        return _hooked_state_dict(
-            self, lambda: {**super(Alice, self).state_dict(), "alice": _checkpoint.extra(self)})
+        return _hooked_state_dict(self, lambda: _with_extra(self, super(Alice, self).state_dict()))
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore the optimiser from :meth:`state_dict`.
@@ -593,6 +594,30 @@ def _step_entry(opt, closure) -> None:
         except (TypeError, ValueError) as e:
             raise type(e)(f"betas from the parameter groups: {e}") from None
         opt._base, opt.betas, opt._configs = base, base.betas, {}
+
+
+def _dcp_init(opt) -> bool:
+    """torch.distributed.checkpoint's ``_init_optim_state`` (get/set_optimizer_state_dict on an
+    optimiser without state) calls ``step()`` without a closure, every group at lr = 0: there is
+    nothing to evaluate (every group sits such a batch out), so the state is created from the
+    parameters (as at a first step) and no batch is counted. True when that was the call."""
+    if not opt.param_groups or not all(_groups.frozen(g) for g in opt.param_groups):
+        return False
+    params = opt._params()
+    with commit_section():
+        _groups.ensure_state(opt.state, params)
+    return True
+
+
+def _with_extra(opt, sd) -> dict:
+    """torch's state dict plus the ``'alice'`` entry; with DTensor parameters (FSDP2) also in
+    every parameter group, where torch.distributed.checkpoint's get_optimizer_state_dict keeps
+    it (it keeps only 'state' and 'param_groups')."""
+    sd["alice"] = _checkpoint.extra(opt)
+    if _dtensor.any_dtensor(opt._params()):
+        for g in sd["param_groups"]:
+            g["alice"] = _checkpoint.extra(opt)
+    return sd
 
 
 def _hooked_state_dict(opt, build) -> dict:

@@ -6,9 +6,11 @@
 - CuPy: the fused kernel (alice_ref.engines.cuda, one launch per batch and parameter) against
   the generic core on CuPy arrays (~40 launches), quick and sample batches, and the effective
   bandwidth of each against a device triad a = b + s c and a copy, measured in the same run.
-- torch CUDA: per-batch time of alice_torch.Alice(quick_steps=3) (its generic path: the fused
-  CPU path does not apply to CUDA tensors) against torch.optim.Adam(foreach=True) and
-  Adam(fused=True) on the nearly-free-gradient problem of benchmarks/bench.py.
+- torch CUDA: per-batch time of alice_torch.Alice(quick_steps=3) on its fused CUDA path (the
+  CuPy kernels on the tensors' memory through DLPack, adapters/alice_torch/_cuda.py; the
+  generic path if cupy is missing, which the json says) and on its generic path (fused=False)
+  against torch.optim.Adam(foreach=True) and Adam(fused=True) on the nearly-free-gradient
+  problem of benchmarks/bench.py.
 
 Writes DIR/gpu_bench.json and DIR/gpu_bench.md (default benchmarks/results/) and prints the
 table. Interleaved rounds, medians, CUDA events / synchronisation around each measurement.
@@ -114,10 +116,13 @@ def bench_torch_cuda(n, rounds) -> dict:
     p0 = [torch.randn(*s, generator=g).mul_(0.1) for s in shapes]
     cs = [torch.randn(*s, generator=g).to(dev) for s in shapes]
     runs = {}
-    for name in ("alice", "adam_foreach", "adam_fused"):
+    from alice_torch import _cuda
+    probe = [torch.zeros(2, device=dev)]
+    fused_why = _cuda.why_not(probe, {probe[0]: {"mu": probe[0]}})
+    for name in ("alice", "alice_generic", "adam_foreach", "adam_fused"):
         ps = [torch.nn.Parameter(p.clone().to(dev)) for p in p0]
-        if name == "alice":
-            opt = Alice(ps, lr=1e-3, quick_steps=3)
+        if name.startswith("alice"):
+            opt = Alice(ps, lr=1e-3, quick_steps=3, fused=False if name != "alice" else None)
         else:
             opt = torch.optim.Adam(ps, lr=1e-3, foreach=name == "adam_foreach",
                                    fused=name == "adam_fused" or None)
@@ -127,17 +132,20 @@ def bench_torch_cuda(n, rounds) -> dict:
             loss = sum((p * c).sum() for p, c in zip(ps, cs))
             loss.backward()
             return loss
-        steps = 4 if name == "alice" else 1
+        steps = 4 if name.startswith("alice") else 1
 
         def run(opt=opt, closure=closure, steps=steps):
             for _ in range(steps):
                 opt.step(closure)
-        for _ in range(12 if name == "alice" else 3):
+        for _ in range(12 if name.startswith("alice") else 3):
             opt.step(closure)
         runs[name] = (run, steps)
     t = _interleaved({k: v[0] for k, v in runs.items()}, rounds, torch.cuda.synchronize)
     per = {k: t[k] / runs[k][1] * 1e3 for k in runs}
     return {"device": torch.cuda.get_device_name(0), "params": n, "ms_per_batch": per,
+            "alice_path": "fused CuPy kernels" if fused_why is None else
+            f"generic (the fused path cannot run: {fused_why})",
+            "alice_generic_over_adam_foreach": per["alice_generic"] / per["adam_foreach"],
             "alice_over_adam_foreach": per["alice"] / per["adam_foreach"],
             "alice_over_adam_fused": per["alice"] / per["adam_fused"]}
 
@@ -162,9 +170,11 @@ def markdown(res) -> str:
         L.append(f"| torch CUDA | skipped: {t['skipped']} |")
     else:
         ms = t["ms_per_batch"]
-        L.append(f"| torch CUDA {t['params'] / 1e6:.1f}M: Alice (generic path) / "
+        L.append(f"| torch CUDA {t['params'] / 1e6:.1f}M: Alice ({t['alice_path']}) / "
                  f"Adam(foreach) per batch | {t['alice_over_adam_foreach']:.2f} "
                  f"({ms['alice']:.2f} / {ms['adam_foreach']:.2f} ms) |")
+        L.append(f"| torch CUDA: Alice generic path (fused=False) / Adam(foreach) | "
+                 f"{t['alice_generic_over_adam_foreach']:.2f} ({ms['alice_generic']:.2f} ms) |")
         L.append(f"| torch CUDA: Alice / Adam(fused) | {t['alice_over_adam_fused']:.2f} "
                  f"({ms['adam_fused']:.2f} ms) |")
     return "\n".join(L) + "\n"

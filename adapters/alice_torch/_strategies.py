@@ -36,7 +36,7 @@ from alice_ref.engines import cpu as _cpu
 from alice_ref.engines import select
 from alice_ref.maths.probes import rademacher_from_uniform
 
-from . import _groups
+from . import _cuda, _groups
 from ._numerics import (
     first_nonfinite,
     first_nonfinite_cpu,
@@ -55,12 +55,21 @@ def choose(opt, groups, configs, sigmas, sched, states):
     """The strategy of this batch: :class:`Fused` when ``opt.fused`` is not False, every
     trainable parameter is a dense C-contiguous float32/float64 CPU tensor whose state has its
     dtype and device, and :func:`alice_ref.engines.select` picks 'cpu' for their NumPy views;
-    else :class:`Generic`.
+    :class:`alice_torch._cuda.CudaFused` when every one is a CUDA tensor and the CuPy kernels
+    can run (:func:`alice_torch._cuda.why_not`); else :class:`Generic`.
 
     Raises:
         ValueError: ``fused=True`` and the fused path cannot run (the message says why).
     """
     params = [p for g in groups for p in g.params]
+    if opt.fused is not False and _cuda.cuda_params(params):  # CUDA: the CuPy kernels
+        strategy, why = _cuda.make(Generic, opt, groups, configs, sigmas, sched, states)
+        if strategy is not None:
+            return strategy
+        if opt.fused:
+            raise ValueError(f"fused=True on CUDA tensors needs the CuPy kernels: {why}; use "
+                             f"fused=None to fall back to the generic path")
+        return Generic(opt, groups, configs, sigmas, sched, states)
     if opt.fused is not False and all(_fusable(opt, p, states[p]) for p in params):
         try:
             engine = select([numpy_view(p) for p in params], "cpu" if opt.fused else None)

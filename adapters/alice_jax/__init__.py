@@ -23,6 +23,16 @@ Example:
     True
 """
 
-from ._transform import EVALUATIONS, AliceJaxState, alice, attributes, center, check_finite
+from ._transform import (
+    EVALUATIONS,
+    WRONG_STEP,
+    AliceJaxState,
+    AliceTransformation,
+    alice,
+    attributes,
+    center,
+    check_finite,
+)
 
-__all__ = ["alice", "AliceJaxState", "center", "check_finite", "attributes", "EVALUATIONS"]
+__all__ = ["alice", "AliceTransformation", "AliceJaxState", "center", "check_finite", "attributes",
+           "EVALUATIONS", "WRONG_STEP"]

@@ -8,7 +8,9 @@ alice_ref: the per-element kernels :func:`alice_ref.absorb_gradient`,
 :func:`alice_ref.alice_update`) and the schedule helpers :func:`alice_ref.ema_beta`,
 :func:`alice_ref.warmup_length`, ``AliceConfig.beta3`` (docs/spec/algorithm.md#one-batch). This
 module only turns pytrees, PRNG keys and optax's conventions into calls of the core, with the batch
-schedule as traced comparisons and ``jax.lax.cond`` so one compiled step serves every batch.
+schedule as traced comparisons and ``jax.lax.cond`` so one compiled step serves every batch, or,
+with ``update(..., sample_step=True/False)``, one of two specialised steps chosen on the host
+(:class:`AliceTransformation`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,12 @@ from alice_ref import (
 from alice_ref._xp import is_traced
 from alice_ref.driver import EVALUATIONS
 
-__all__ = ["AliceJaxState", "alice", "center", "check_finite", "attributes", "EVALUATIONS"]
+__all__ = ["AliceJaxState", "AliceTransformation", "alice", "center", "check_finite",
+           "attributes", "EVALUATIONS", "WRONG_STEP"]
+
+#: ``bad_eval`` of a batch that a specialised step (``update(..., sample_step=True/False)``)
+#: refused because the counter makes it the other kind (after EVALUATIONS' 0, 1, 2).
+WRONG_STEP = 3
 
 
 class AliceJaxState(NamedTuple):
@@ -53,10 +60,11 @@ class AliceJaxState(NamedTuple):
         V: the squared-gradient average, like mu.
         H: the curvature average, like mu.
         R: the glass-density average, like mu.
-        skipped: int32 scalar, batches skipped because an evaluation was not finite
-            (cumulative).
-        bad_eval: int32 scalar, -1 if the last batch was finite, else the first non-finite
-            evaluation (0 for g+, 1 for g-, 2 for g0; see EVALUATIONS).
+        skipped: int32 scalar, batches skipped because an evaluation was not finite, or
+            refused by a specialised step that disagreed with the counter (cumulative).
+        bad_eval: int32 scalar, -1 if the last batch was absorbed, else the first non-finite
+            evaluation (0 for g+, 1 for g-, 2 for g0; see EVALUATIONS) or WRONG_STEP (3: the
+            batch was sent to the specialised step of the other kind).
         bad_leaf: int32 scalar, -1 or the index (``jax.tree.leaves`` order) of the first
             non-finite leaf of that evaluation.
 
@@ -204,12 +212,93 @@ def _config_view(config: AliceConfig, **fields) -> AliceConfig:
     return view
 
 
+class AliceTransformation(optax.GradientTransformationExtraArgs):
+    """What :func:`alice` returns: an ``optax.GradientTransformationExtraArgs`` (the same two
+    fields ``init`` and ``update``) that also knows its batch schedule on the host.
+
+    ``update(grads, state, params, *, value_fn=None, grad_fn=None, sample_step=None, **extra)``
+    takes one batch. ``sample_step=None`` (the default) decides sample or quick inside the
+    compiled step (``jax.lax.cond`` on the counter: one step function for every batch).
+    ``sample_step=True`` / ``False`` (a static Python bool) compiles only that branch, with
+    no ``cond``: the host picks the variant with :meth:`is_sample_step`, and each variant
+    keeps XLA's top-level optimisations (on CPU its fast convolution kernels, lost inside a
+    ``cond``). Both give the same results; a batch sent to the variant of the other kind is
+    refused (state unchanged, updates zero, ``skipped`` + 1, ``bad_eval = WRONG_STEP``;
+    :func:`check_finite` raises on it). ``sample_step`` passes through ``optax.chain`` and
+    ``optax.inject_hyperparams`` as any extra argument does.
+
+    Example:
+        The host schedule of q = 3 after a warm-up of 2 batches (beta1 = 0.5), then the two
+        variants agreeing with the in-graph cond on batch 1, and a batch refused:
+
+        >>> import jax, jax.numpy as jnp, alice_jax
+        >>> tx = alice_jax.alice(0.1, betas=(0.5, 0.999), quick_steps=3)
+        >>> [tx.is_sample_step(c) for c in range(8)]  # the batch after c absorbed ones
+        [True, True, False, True, False, False, False, True]
+        >>> loss = lambda p: jnp.sum((p - 1.0) ** 4)
+        >>> p = jnp.zeros(2); s = tx.init(p); g = jax.grad(loss)(p)
+        >>> a = tx.update(g, s, p, value_fn=loss)
+        >>> b = tx.update(g, s, p, value_fn=loss, sample_step=tx.is_sample_step(s))
+        >>> all(bool((x == y).all()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+        True
+        >>> _, s2 = tx.update(g, s, p, value_fn=loss, sample_step=False)
+        >>> int(s2.count), int(s2.skipped), int(s2.bad_eval) == alice_jax.WRONG_STEP
+        (0, 1, True)
+    """
+
+    def is_sample_step(self, count) -> bool:
+        """Whether the next batch is a sample step (host side; the core's schedule, R8).
+
+        Args:
+            count: the number of batches absorbed so far: an int >= 0 (a host-side counter,
+                no device synchronisation), or a state (an AliceJaxState or an optax state
+                holding one), whose ``count`` is read back from the device.
+
+        Returns:
+            ``alice_ref.core.schedule(count + 1, config).sample`` (docs/spec/algorithm.md#one-batch,
+            step 2: warm-up, or t mod (q+1) = 0), as a Python bool.
+
+        Raises:
+            TypeError: a count that is neither an int nor an alice_jax state.
+            ValueError: a negative count, or a state holding several Alice states.
+        """
+        if not isinstance(count, numbers.Integral) or isinstance(count, bool):
+            if isinstance(count, (jax.Array, np.ndarray)) and count.shape == () and \
+                    np.issubdtype(count.dtype, np.integer):
+                count = int(count)
+            else:
+                try:
+                    count = int(_find_state(count).count)
+                except TypeError:
+                    raise TypeError("is_sample_step: count must be an int >= 0 or an "
+                                    f"alice_jax state, got {count!r}") from None
+        if count < 0:
+            raise ValueError(f"is_sample_step: count must be >= 0, got {count}")
+        t = min(int(count) + 1, np.iinfo(np.int32).max)  # the step's saturating counter
+        return bool(schedule(t, self._config).sample)
+
+
+def _replicated_like(leaves):
+    """A replicated NamedSharding on the mesh of the first concrete NamedSharded leaf, for the
+    state's scalars (so that the whole state lives on the parameters' mesh), or None. Meshes
+    with explicit axes (sharding in types) place the scalars themselves: None there too."""
+    for x in leaves:
+        if isinstance(x, jax.Array) and not is_traced(x):
+            sh = x.sharding
+            if isinstance(sh, jax.sharding.NamedSharding):
+                auto = jax.sharding.AxisType.Auto
+                if any(a != auto for a in getattr(sh.mesh, "axis_types", ())):
+                    return None
+                return jax.sharding.NamedSharding(sh.mesh, jax.sharding.PartitionSpec())
+    return None
+
+
 def alice(learning_rate: optax.ScalarOrSchedule = 1e-3, *, betas=(0.9, 0.999), eps=1e-8,
           w1=0.0, w2=0.0, phi=None, omega=1.0, limit_method: str = "adam", lr_min=0.0,
           lr_max=None, scale_bounds_with_lr: bool = True, hess_comp: str = "abs",
           grad_glass: bool = True, quick_steps: int | None = None, nonfinite: str = "raise",
           seed=0, mu_dtype=None, grad_transform: optax.GradientTransformation | None = None,
-          _probe_fn: Callable | None = None) -> optax.GradientTransformationExtraArgs:
+          _probe_fn: Callable | None = None) -> AliceTransformation:
     """The Alice optimiser (arXiv 2411.16914) as an optax gradient transformation.
 
     One ``update`` is one batch of docs/spec/algorithm.md#one-batch, with alice_ref's formulas:
@@ -219,10 +308,11 @@ def alice(learning_rate: optax.ScalarOrSchedule = 1e-3, *, betas=(0.9, 0.999), e
     Alg. 2, steps 1-11); every batch absorbs g0 into G and V; after warm-up it takes the bounded
     optimal step delta (R5, R6; Alg. 3) and sets
     mu' = mu + phi delta, nu' = mu + omega delta (R7; :func:`alice_ref.core.alice_update`). The
-    schedule is traced (``jax.lax.cond``), so one jitted step serves every batch. Where the
-    probe points are rounded to a narrower parameter dtype than the state's (bfloat16/float16
-    parameters), H and R use the realised displacements (the stored point minus nu; see
-    :func:`alice_ref.absorb_curvature`).
+    schedule is traced (``jax.lax.cond``), so one jitted step serves every batch; or the host
+    picks one of two specialised steps (``sample_step``, see :class:`AliceTransformation`).
+    Where the probe points are rounded to a narrower parameter dtype than the state's
+    (bfloat16/float16 parameters), H and R use the realised displacements (the stored point
+    minus nu; see :func:`alice_ref.absorb_curvature`).
 
     The caller's ``params`` are the evaluation point nu and ``grads`` = g0 = grad L(nu) on the
     current minibatch, *untransformed* (to clip, use ``grad_transform``: see docs/jax.md); the
@@ -257,9 +347,12 @@ def alice(learning_rate: optax.ScalarOrSchedule = 1e-3, *, betas=(0.9, 0.999), e
             pytree in state dtype).
 
     Returns:
-        An optax.GradientTransformationExtraArgs. ``init(params)`` gives an AliceJaxState
-        (abstract ``jax.ShapeDtypeStruct`` leaves give the abstract state);
-        ``update(grads, state, params, *, value_fn=None, grad_fn=None, **extra)`` needs
+        An AliceTransformation (an optax.GradientTransformationExtraArgs with the host-side
+        ``is_sample_step``). ``init(params)`` gives an AliceJaxState (abstract
+        ``jax.ShapeDtypeStruct`` leaves give the abstract state; NamedSharded params give a
+        state whose mu, G, V, H, R have each parameter's sharding, scalars replicated on its
+        mesh); ``update(grads, state, params, *, value_fn=None, grad_fn=None,
+        sample_step=None, **extra)`` needs
         ``value_fn(params) -> loss`` on the same minibatch, or ``grad_fn(params) -> grads``
         (optax's line-search convention: extra keyword arguments named in their signature are
         passed on).
@@ -343,12 +436,22 @@ def alice(learning_rate: optax.ScalarOrSchedule = 1e-3, *, betas=(0.9, 0.999), e
         mu = treedef.unflatten(mu)
         zeros = lambda: jax.tree.map(jnp.zeros_like, mu)  # noqa: E731
         i32 = lambda v: jnp.asarray(v, dtype=jnp.int32)  # noqa: E731
-        return AliceJaxState(i32(0), _key_data(seed_spec), mu, zeros(), zeros(), zeros(),
-                             zeros(), i32(0), i32(-1), i32(-1))
+        scalars = (i32(0), _key_data(seed_spec), i32(0), i32(-1), i32(-1))
+        repl = _replicated_like(leaves)  # mu, G, V, H, R follow the params' own sharding
+        if repl is not None:  # (P(): the sharding a jitted step gives them back)
+            scalars = jax.device_put(scalars, repl)
+        count, key, skipped, bad_eval, bad_leaf = scalars
+        return AliceJaxState(count, key, mu, zeros(), zeros(), zeros(), zeros(), skipped,
+                             bad_eval, bad_leaf)
 
-    def update_fn(updates, state, params=None, *, value_fn=None, grad_fn=None, **extra):
+    def update_fn(updates, state, params=None, *, value_fn=None, grad_fn=None,
+                  sample_step=None, **extra):
         if params is None:
             raise ValueError("alice_jax: update needs params (the evaluation point nu)")
+        if sample_step is not None and not isinstance(sample_step, (bool, np.bool_)):
+            raise TypeError("alice_jax: sample_step must be None (the in-graph cond), True or "
+                            f"False (a static Python bool), got {sample_step!r}; under jit "
+                            "make it a static argument (static_argnames)")
         if any(isinstance(x, optax.MaskedNode) for x in
                jax.tree.leaves(params, is_leaf=lambda x: isinstance(x, optax.MaskedNode))):
             raise TypeError("alice_jax: params contain optax.MaskedNode (optax.masked or "
@@ -419,7 +522,7 @@ def alice(learning_rate: optax.ScalarOrSchedule = 1e-3, *, betas=(0.9, 0.999), e
 
         ok0 = all_finite(g0)
 
-        def sample_step(_):
+        def sample_branch(_):
             key, sub = jax.random.split(jax.random.wrap_key_data(state.key, impl=seed_spec[2]))
             z = treedef.flatten_up_to(probe_fn(sub, t, treedef.unflatten(nu)))
             z = [jnp.asarray(zi).astype(d) for zi, d in zip(z, sdt)]
@@ -450,11 +553,21 @@ def alice(learning_rate: optax.ScalarOrSchedule = 1e-3, *, betas=(0.9, 0.999), e
             return (jax.random.key_data(key), [jnp.where(ok, x[0], h) for x, h in zip(HR, H)],
                     [jnp.where(ok, x[1], r) for x, r in zip(HR, R)], ok_p, ok_m)
 
-        def quick_step(_):
+        def quick_branch(_):
             ok = jnp.ones((n,), bool)
             return state.key, list(H), list(R), ok, ok
 
-        key, H2, R2, ok_p, ok_m = jax.lax.cond(sample, sample_step, quick_step, None)
+        if sample_step is None:  # one step function for every batch: the traced choice
+            key, H2, R2, ok_p, ok_m = jax.lax.cond(sample, sample_branch, quick_branch, None)
+            wrong = jnp.asarray(False)
+        else:  # the specialised step the host chose; a batch the counter disagrees with is
+            # refused (as a skipped one, bad_eval = WRONG_STEP), never taken the wrong way
+            branch = sample_branch if sample_step else quick_branch
+            key, H2, R2, ok_p, ok_m = branch(None)
+            wrong = sample != bool(sample_step)
+            if sample_step:  # the curvature sample of a refused batch is not kept either
+                H2 = [jnp.where(wrong, h, h2) for h, h2 in zip(H, H2)]
+                R2 = [jnp.where(wrong, r, r2) for r, r2 in zip(R, R2)]
         GV = [absorb_gradient(g, v, a, x, b1_, b2_, w1_, w2_)
               for g, v, a, x, b1_, b2_, w1_, w2_ in zip(G, V, g0, nu, b1, b2, w1, w2g)]
         G1, V1 = [x[0] for x in GV], [x[1] for x in GV]
@@ -466,6 +579,10 @@ def alice(learning_rate: optax.ScalarOrSchedule = 1e-3, *, betas=(0.9, 0.999), e
             bad_leaf = jnp.where(any_bad, jnp.argmax(bad[jnp.maximum(bad_eval, 0)]), -1)
         else:
             any_bad, bad_eval, bad_leaf = jnp.asarray(False), -1, -1
+        if sample_step is not None:
+            bad_eval = jnp.where(wrong, WRONG_STEP, bad_eval)
+            bad_leaf = jnp.where(wrong, -1, bad_leaf)
+            any_bad = any_bad | wrong
         ok = ~any_bad
         keep = lambda new, old: [jnp.where(ok, a, b) for a, b in zip(new, old)]  # noqa: E731
         # XLA's CPU backend has no multi-output loop fusion: every value that two loops read
@@ -494,7 +611,9 @@ def alice(learning_rate: optax.ScalarOrSchedule = 1e-3, *, betas=(0.9, 0.999), e
                for b, p in zip(nu1, p_leaves)]
         return unflat(out), new_state
 
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    tx = AliceTransformation(init_fn, update_fn)
+    tx._config = config  # the static schedule (beta1, q) for is_sample_step
+    return tx
 
 
 def _find_states(state) -> list:
@@ -585,6 +704,11 @@ def check_finite(state) -> None:
         e = int(s.bad_eval)
         if e < 0:
             continue
+        if e == WRONG_STEP:
+            raise ValueError(f"alice_jax: batch {int(s.count) + 1} was sent to the specialised "
+                             "step of the other kind (update(..., sample_step=...) disagrees "
+                             "with the counter); it was refused and the state is unchanged: "
+                             "take the variant from tx.is_sample_step(int(state.count))")
         i = int(s.bad_leaf)
         err = NonFiniteGradientError(i, EVALUATIONS[e], int(s.count) + 1)
         paths = jax.tree_util.tree_flatten_with_path(s.mu)[0]

@@ -9,6 +9,7 @@ import csv
 import importlib.util
 import json
 import math
+import os
 import sys
 
 import numpy as np
@@ -56,8 +57,10 @@ def test_probe_default_quick_writes_json_and_plots(tmp_path, capsys):
             assert 0.0 <= s["coverage"] <= 1.0 and s["n_steps"] == 3
     assert d["constants"]["NOMINAL_COVERAGE"] == pytest.approx(math.erf(1 / math.sqrt(math.pi)))
     if HAVE_MPL:
-        assert _png_ok(tmp_path / "power_law.png") and _png_ok(tmp_path / "coverage.png")
-        assert set(d["meta"]["files"]) == {"probe.json", "power_law.png", "coverage.png"}
+        for name in ("power_law.png", "two_term.png", "coverage.png"):
+            assert _png_ok(tmp_path / name)
+        assert set(d["meta"]["files"]) == {"probe.json", "power_law.png", "two_term.png",
+                                           "coverage.png"}
     else:
         assert d["meta"]["files"] == ["probe.json"]
 
@@ -373,3 +376,92 @@ def test_cli_torch_thread_default(monkeypatch):
             cli_torch()
     finally:
         torch.set_num_threads(before)
+
+
+# -- figures: the two-term fit, readable log axes, distinct curve styles (issues 14, 19) ------
+
+def test_probe_prints_the_two_term_fit(tmp_path, capsys):
+    rc = probe_cmd.main(["--quick", "--samples", "3", "--steps", "2", "--no-plot",
+                         "--no-progress", "--out", str(tmp_path)])
+    assert rc == 0
+    lines = capsys.readouterr().out.splitlines()
+    k = next(i for i, ln in enumerate(lines) if ln.startswith("two-term fit y = a t + b t^2"))
+    d = json.loads((tmp_path / "probe.json").read_text())
+    for g, row in zip(d["power_law"]["groups"], lines[k + 3:k + 7]):
+        assert row.split()[0] == g["name"]
+        tw = g["two_term"]
+        assert tw is None or f"{tw['t_star']:.3g}" in row
+
+
+@pytest.mark.skipif(not HAVE_MPL, reason="matplotlib not installed")
+def test_two_term_figure_marks_the_crossover(tmp_path):
+    from alice_ref.landscapes import SeparableGlass
+    from alice_ref.tools import diagnostics as D
+
+    # separable glass (rho 0.2) plus mean h^2 ~ 1.08: y(t) = a t + b t^2, t* ~ 0.18 inside
+    # the sweep sigma/8 .. 8 sigma (as tests/test_r1_glass.py)
+    n = 400
+    land = SeparableGlass(n, lam=np.full(n, 20.0), s=np.full(n, 0.1),
+                          h=np.linspace(0.5, 1.5, n), box=(-2.0, 2.0), seed=3)
+    problem = D.from_flat(lambda th: (float(land.loss(th)), land.grad(th)), np.zeros(n), [n],
+                          ["x"])
+    rep = D.diagnose(problem, 0.2, n_probes=4, n_steps=2, seed=4)
+    tw = rep.power_law.groups[0].two_term
+    assert tw is not None and tw["a"] > 0 and tw["b"] > 0
+    assert rep.power_law.scales[0] < tw["t_star"] < rep.power_law.scales[-1]
+    files = probe_cmd.plot_report(rep, str(tmp_path))
+    assert [os.path.basename(f) for f in files] == ["power_law.png", "two_term.png",
+                                                    "coverage.png"]
+    assert all(_png_ok(f) for f in files)
+
+
+@pytest.mark.skipif(not HAVE_MPL, reason="matplotlib not installed")
+def test_log_axis_has_two_labels_or_is_linear():
+    from alice_ref.tools._output import _tick_label, log_axis, new_figure
+
+    for lo, hi in [(1.25e-3, 8e-2), (2.5e-3, 4e-2), (1e-7, 3e-4), (3e-4, 2e-3), (1e-9, 1e-1)]:
+        fig, axes = new_figure()
+        ax = axes[0, 0]
+        ax.plot([lo, hi], [lo, hi])
+        assert log_axis(ax, "x") == "log" and log_axis(ax, "y") == "log"
+        fig.canvas.draw()
+        for axis, (a, b) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            shown = [t for t in axis.get_majorticklocs() if a <= t <= b]
+            assert len(shown) >= 2, (lo, hi, shown)
+    fig, axes = new_figure()
+    ax = axes[0, 0]
+    ax.plot([0.8, 1.2], [0.0, 1.0])
+    ax.axvline(1.0)
+    assert log_axis(ax, "x") == "linear"  # under half a decade
+    assert log_axis(ax, "y") == "linear"  # a zero
+    assert ax.get_xscale() == ax.get_yscale() == "linear"
+    assert [_tick_label(v) for v in (0.002, 0.05, 20.0, 2e-7, 1e5)] == \
+        ["0.002", "0.05", "20", "2e-7", "1e5"]
+
+
+def test_training_curves_have_distinct_styles():
+    from alice_ref.tools._output import line_styles
+
+    styles = [line_styles(k, 40) for k in range(7)]  # T1-T7
+    for key in ("color", "linestyle", "marker"):
+        values = [str(s[key]) for s in styles]
+        assert len(set(values)) == len(values), key
+
+
+@pytest.mark.skipif(not HAVE_MPL, reason="matplotlib not installed")
+def test_train_curves_plot_one_style_per_method(tmp_path, monkeypatch):
+    captured = {}
+    real = train_cmd.new_figure
+
+    def spy(*a, **k):
+        captured["fig"], captured["axes"] = real(*a, **k)
+        return captured["fig"], captured["axes"]
+
+    monkeypatch.setattr(train_cmd, "new_figure", spy)
+    rc = train_cmd.main(["--quick", "--seeds", "1", "--budget", "30", "--out", str(tmp_path),
+                         "--no-progress", "--optimizers", "alice,alice-rms,adam"])
+    assert rc == 0 and _png_ok(tmp_path / "train_curves.png")
+    lines = captured["axes"][0, 0].get_lines()
+    assert len(lines) == 3
+    assert len({(str(ln.get_linestyle()), ln.get_marker()) for ln in lines}) == 3
+    assert captured["fig"].legends and not captured["axes"][0, 0].get_legend()

@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Progress", "json_safe", "new_figure", "write_csv", "write_json"]
+__all__ = ["Progress", "json_safe", "line_styles", "log_axis", "new_figure", "write_csv",
+           "write_json"]
 
 
 class Progress:
@@ -233,3 +234,103 @@ def new_figure(w=10.0, h=4.0, ncols=1, nrows=1):
     axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
 
+
+def _tick_label(v, _pos=None) -> str:
+    """A short tick label: 0.002, 0.05, 20 as written; 2e-7, 1e5 beyond three decades of 1."""
+    if v <= 0 or not math.isfinite(v):
+        return ""
+    e = math.floor(math.log10(v) + 1e-9)
+    if -3 <= e <= 3:
+        return f"{v:.4g}"
+    m = v / 10.0**e
+    return f"{m:.2g}e{e}"
+
+
+def log_axis(ax, axis: str = "x", values=None, linear_below: float = 0.45) -> str:
+    """Scale one axis for positive data spread over a factor; always at least two tick labels.
+
+    The decades spanned by the finite positive data of the axes' lines decide the scale:
+    under ``linear_below`` decades a linear axis (a log axis would show one label or none);
+    up to 2 decades log with ticks at 1, 2, 5 times powers of ten, up to 3.5 at 1 and 3 times,
+    beyond that at powers of ten (every tick labelled). Labels are short numbers (0.002, 2e-7).
+    An axis whose data include a value <= 0 (e.g. a bound that is 0 without glass) stays
+    linear.
+
+    Args:
+        ax: a matplotlib Axes, after its data are plotted.
+        axis: 'x' or 'y'.
+        values: the data that decide (arrays; default: the lines drawn in data coordinates,
+            error-bar caps included, so pass the values themselves for error bars).
+        linear_below: the span, in decades, under which the axis stays linear.
+
+    Returns:
+        The scale chosen: 'log' or 'linear'.
+
+    Example:
+        Data from 0.002 to 0.08 get a log axis with five labelled ticks in range:
+
+        >>> fig, axes = new_figure()
+        >>> if axes is None:
+        ...     print("log 5")
+        ... else:
+        ...     ax = axes[0, 0]
+        ...     _ = ax.plot([0.002, 0.01, 0.08], [1.0, 2.0, 3.0])
+        ...     scale = log_axis(ax, "x")
+        ...     lo, hi = ax.get_xlim()
+        ...     print(scale, sum(lo <= t <= hi for t in ax.get_xticks()))
+        log 5
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    k = 0 if axis == "x" else 1
+    if values is None:  # lines in data coordinates on this axis (not axhline/axvline's 0..1)
+        own = ax.get_xaxis_transform() if axis == "x" else ax.get_yaxis_transform()
+        values = [ln.get_data()[k] for ln in ax.get_lines()
+                  if ln.get_transform() in (ax.transData, own)]
+    vals = [np.asarray(x, dtype=float).ravel() for x in values]
+    v = np.concatenate(vals) if vals else np.zeros(0)
+    v = v[np.isfinite(v)]
+    if v.size == 0 or np.any(v <= 0):
+        return "linear"
+    decades = math.log10(float(v.max()) / float(v.min()))
+    if decades < linear_below:
+        return "linear"
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    a = ax.xaxis if axis == "x" else ax.yaxis
+    subs = (1.0, 2.0, 5.0) if decades <= 2.0 else (1.0, 3.0) if decades <= 3.5 else (1.0,)
+    a.set_major_locator(LogLocator(base=10.0, subs=subs, numticks=12))
+    a.set_major_formatter(FuncFormatter(_tick_label))
+    a.set_minor_locator(LogLocator(base=10.0, subs=np.arange(2.0, 10.0), numticks=12))
+    a.set_minor_formatter(NullFormatter())
+    return "log"
+
+
+_DASHES = ["-", "--", "-.", ":", (0, (5, 1.5, 1, 1.5, 1, 1.5)), (0, (8, 2)), (0, (2, 1))]
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
+
+
+def line_styles(k: int, n_points: int = 0, n_marks: int = 8) -> dict:
+    """Plot keywords of the k-th curve of a figure: its own colour, dash pattern and marker.
+
+    Curves that lie on top of each other stay apart: the markers are spaced ``n_marks`` per
+    curve and shifted along x by k so that two curves' markers do not coincide.
+
+    Args:
+        k: the curve's index (0, 1, ...).
+        n_points: the curve's number of points (0: a marker on every point).
+        n_marks: markers per curve when n_points is given.
+
+    Returns:
+        ``color``, ``linestyle``, ``marker`` and ``markevery`` for ``Axes.plot``.
+
+    Example:
+        Two curves differ in every keyword:
+
+        >>> a, b = line_styles(0, 40), line_styles(1, 40)
+        >>> [a[key] != b[key] for key in ("color", "linestyle", "marker", "markevery")]
+        [True, True, True, True]
+    """
+    step = max(1, n_points // n_marks) if n_points else 1
+    return {"color": f"C{k % 10}", "linestyle": _DASHES[k % len(_DASHES)],
+            "marker": _MARKERS[k % len(_MARKERS)],
+            "markevery": (((k * step) // 3) % step, step)}

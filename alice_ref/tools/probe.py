@@ -4,7 +4,8 @@ Tasks: ``default`` -- the embedded ReLU teacher-student landscape in NumPy
 (landscapes.ReluTeacherStudent; groups W, c, v, d; no extra install) -- and ``digits`` -- a
 one-hidden-layer ReLU MLP on scikit-learn's bundled handwritten digits (real data, no download;
 extra ``data`` = scikit-learn, plus torch). Prints a table, writes ``probe.json`` and, when
-matplotlib is installed (extra ``plot``), ``power_law.png`` and ``coverage.png`` to ``--out``.
+matplotlib is installed (extra ``plot``), ``power_law.png``, ``two_term.png`` and
+``coverage.png`` to ``--out``.
 
 Exit codes: 0 done; 1 the run failed (e.g. a non-finite loss); 2 bad arguments (argparse);
 3 an optional dependency of the chosen task is missing (the message names the extra).
@@ -22,7 +23,7 @@ import numpy as np
 
 from alice_ref.landscapes import ReluTeacherStudent
 from alice_ref.tools import diagnostics as D
-from alice_ref.tools._output import Progress, new_figure, write_json
+from alice_ref.tools._output import Progress, log_axis, new_figure, write_json
 from alice_ref.tools._tasks import (
     EXIT_FAIL,
     EXIT_MISSING,
@@ -350,6 +351,19 @@ def format_report(rep: D.DiagnosticsReport) -> str:
         ci = f"[{g.ci[0]:.3f}, {g.ci[1]:.3f}]" if math.isfinite(g.se) else "n/a"
         lines.append(f"{g.name[:12]:<12} {g.p:>7.3f} {g.se:>7.3f} {ci:>18} {g.fit_se:>7.3f}  "
                      f"{g.regime}")
+    lines += ["", (f"two-term fit y = a t + b t^2 (a: glass, b: Hessian; crossover t* = a/b, "
+              f"glass dominates below; ± se, {int(pl.ci_level * 100)}% CI)")]
+    hdr = (f"{'group':<12} {'a':>20} {'b':>20} {'t*':>20} {'t* CI':>22}")
+    lines += [hdr, "-" * len(hdr)]
+    for g in pl.groups:
+        tw = g.two_term
+        if tw is None:
+            lines.append(f"{g.name[:12]:<12} {'n/a':>20} {'n/a':>20} {'n/a':>20} {'n/a':>22}")
+            continue
+        lines.append(f"{g.name[:12]:<12} {_fmt(tw['a']) + ' ± ' + _fmt(tw['a_se']):>20} "
+                     f"{_fmt(tw['b']) + ' ± ' + _fmt(tw['b_se']):>20} "
+                     f"{_fmt(tw['t_star']) + ' ± ' + _fmt(tw['t_star_se']):>20} "
+                     f"{_ci(tw['t_star_ci']):>22}")
     for lp in rep.loss_prediction:
         lines += ["", (f"loss prediction, {lp.direction} steps (rho pooled per {lp.pool}): "
                   f"coverage = P(|dL - Q| <= B), nominal >= {D.NOMINAL_COVERAGE:.3f}; "
@@ -365,15 +379,42 @@ def format_report(rep: D.DiagnosticsReport) -> str:
     return "\n".join(lines)
 
 
-def _logx(ax):
-    from matplotlib.ticker import NullFormatter
+def _fmt(v) -> str:
+    return "n/a" if v is None or not math.isfinite(v) else f"{v:.3g}"
 
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())
+
+def _ci(c) -> str:
+    return "n/a" if c is None or not all(math.isfinite(x) for x in c) else \
+        f"[{c[0]:.3g}, {c[1]:.3g}]"
+
+
+def _power_fit(g, t):
+    """The single power law through the mean curve (the log-log fit's line) at t."""
+    lt, ly = np.log(np.asarray(g.t)), np.log(np.asarray(g.y))
+    a = ly.mean() - g.p * lt.mean()
+    return np.exp(a + g.p * np.log(t))
+
+
+def _shared_legend(fig, axes, ncol):
+    handles, labels = {}, []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+    if labels:
+        fig.legend([handles[lab] for lab in labels], labels, loc="outside lower center",
+                   ncol=min(ncol, len(labels)), fontsize=7.5, frameon=False)
 
 
 def plot_report(rep: D.DiagnosticsReport, out: str) -> list:
-    """Plot a report: power_law.png (per group, log-log with fit) and coverage.png.
+    """Plot a report: power_law.png, two_term.png (R1) and coverage.png (R4).
+
+    power_law.png: per group, y(t) on log-log axes with the single power law t^p and the
+    two-term fit a t + b t^2. two_term.png: per group, y(t) with the fit's glass part a t and
+    Hessian part b t^2, the crossover t* = a / b, and below it the local slope
+    d log y / d log t bending from 1 (glass) to 2 (Hessian). coverage.png: the loss
+    prediction against R4's bound.
 
     Args:
         rep: a :class:`alice_ref.tools.diagnostics.DiagnosticsReport`.
@@ -383,7 +424,7 @@ def plot_report(rep: D.DiagnosticsReport, out: str) -> list:
         The paths written; [] without matplotlib.
 
     Example:
-        Two PNG files (none without matplotlib) for a rough loss sum theta^2 + cos(20 theta)/20
+        Three PNG files (none without matplotlib) for a rough loss sum theta^2 + cos(20 theta)/20
         (glass makes the bounds on the log axes positive):
 
         >>> import os, tempfile
@@ -392,44 +433,56 @@ def plot_report(rep: D.DiagnosticsReport, out: str) -> list:
         ...                                   2 * th - np.sin(20 * th)), np.ones(4), [4])
         >>> files = plot_report(D.diagnose(problem, 0.5, n_probes=2, n_steps=2),
         ...                     tempfile.mkdtemp())
-        >>> sorted(os.path.basename(f) for f in files) in ([], ["coverage.png", "power_law.png"])
+        >>> sorted(os.path.basename(f) for f in files) in (
+        ...     [], ["coverage.png", "power_law.png", "two_term.png"])
         True
     """
     groups = rep.power_law.groups
     ncols = min(4, len(groups))
     nrows = math.ceil(len(groups) / ncols)
-    fig, axes = new_figure(3.2 * ncols, 3.0 * nrows, ncols, nrows)
+    fig, axes = new_figure(3.3 * ncols, 3.0 * nrows + 0.6, ncols, nrows)
     if fig is None:
         return []
     files = []
+    sigma = rep.curvature.sigma
     for ax, g in zip(axes.ravel(), groups):
         t, y, se = np.asarray(g.t), np.asarray(g.y), np.asarray(g.y_se)
         ok = y > 0
-        ax.errorbar(t[ok], y[ok], yerr=np.where(np.isfinite(se[ok]), se[ok], 0.0), fmt="o",
-                    ms=4, capsize=2, label="measured")
+        se = np.where(np.isfinite(se), se, 0.0)
+        ax.errorbar(t[ok], y[ok], yerr=[np.minimum(se[ok], 0.9 * y[ok]), se[ok]], fmt="o",
+                    color="C0", ms=4, capsize=2, label="measured y(t) ± se", zorder=3)
+        tt = np.geomspace(t.min(), t.max(), 100)
+        title = f"{g.name} (n={g.size}): {g.regime}"
         if math.isfinite(g.p) and ok.all():
-            lt, ly = np.log(t), np.log(y)
-            a = ly.mean() - g.p * lt.mean()
-            ax.plot(t, np.exp(a + g.p * lt), "-", lw=1.2,
-                    label=f"fit p = {g.p:.2f} [{g.ci[0]:.2f}, {g.ci[1]:.2f}]")
+            ax.plot(tt, _power_fit(g, tt), "-", color="C1", lw=1.3,
+                    label="single power law c t^p")
+            tw = g.two_term
+            if tw is not None:
+                m = tw["a"] * tt + tw["b"] * tt**2
+                ax.plot(tt[m > 0], m[m > 0], "-.", color="C2", lw=1.3,
+                        label="two-term fit a t + b t^2")
             for q, style in ((1.0, ":"), (2.0, "--")):
                 ax.plot(t, y[len(y) // 2] * (t / t[len(t) // 2]) ** q, style, color="gray",
-                        lw=0.8, label=f"slope {q:g}")
-        ax.axvline(rep.curvature.sigma, color="k", lw=0.5, alpha=0.4)
-        _logx(ax)
-        ax.set_yscale("log")
-        ax.set_title(f"{g.name} (n={g.size}): {g.regime}", fontsize=9)
-        ax.set_xlabel("perturbation length t")
-        ax.legend(fontsize=6.5)
+                        lw=0.8, label=f"slope {q:g} (guide)")
+            title += f"\np = {g.p:.2f} [{g.ci[0]:.2f}, {g.ci[1]:.2f}]"
+        ax.axvline(sigma, color="k", lw=0.6, alpha=0.4, label="sigma")
+        log_axis(ax, "x")
+        log_axis(ax, "y", values=[y[ok]])
+        ax.set_title(title, fontsize=8.5)
+        ax.set_xlabel("perturbation length t", fontsize=8)
+        ax.tick_params(labelsize=7.5)
     for ax in axes.ravel()[len(groups):]:
         ax.set_visible(False)
-    axes[0, 0].set_ylabel("E mean (g(nu+tz) - g(nu))^2")
-    fig.suptitle(f"R1 power law per group ({rep.meta.get('task', '')}); "
-                 f"vertical line: sigma", fontsize=10)
+    axes[0, 0].set_ylabel("y(t) = E mean (g(nu+tz) - g(nu))^2", fontsize=8)
+    _shared_legend(fig, axes.ravel()[:len(groups)], 6)
+    fig.suptitle(f"R1 power law per group ({rep.meta.get('task', '')}, sigma {sigma:g})",
+                 fontsize=10)
     files.append(os.path.join(out, "power_law.png"))
     fig.savefig(files[-1], dpi=110)
 
-    fig, axes = new_figure(11.5, 3.6, 3, 1)
+    files.append(_plot_two_term(rep, out))
+
+    fig, axes = new_figure(12.0, 4.7, 3, 1)
     for k, lp in enumerate(rep.loss_prediction):
         steps, col = lp.steps, f"C{k}"
         tau = np.array([s.tau for s in steps])
@@ -452,33 +505,102 @@ def plot_report(rep: D.DiagnosticsReport, out: str) -> list:
         ax.plot(tau, rel([s.mean_bound for s in steps]), "^--", color=col, alpha=0.6,
                 label=f"{lab}: B (R4 glass bound)")
     ax = axes[0, 0]
-    ax.axhline(D.NOMINAL_COVERAGE, color="gray", ls=":", label="nominal (Gaussian glass)")
+    ax.axhline(D.NOMINAL_COVERAGE, color="gray", ls=":", label="nominal 0.575 (Gaussian glass)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("fraction of random steps")
     ax.set_title("coverage of R4's bound", fontsize=9)
-    axes[0, 1].axhline(1.0, color="gray", ls=":")
-    _log_if_positive(axes[0, 1])
-    axes[0, 1].set_title("mean|dL - Q| / mean B  (R4: <= 1)", fontsize=9)
-    _log_if_positive(axes[0, 2])
+    axes[0, 1].axhline(1.0, color="gray", ls=":", label="R4 in expectation: <= 1")
+    log_axis(axes[0, 1], "y", values=[[s.mean_ratio for s in lp.steps]
+                                      for lp in rep.loss_prediction] + [[1.0]])
+    axes[0, 1].set_title("mean|dL - Q| / mean B", fontsize=9)
+    log_axis(axes[0, 2], "y")
     axes[0, 2].set_title("errors relative to mean |dL|", fontsize=9)
+    taus = sorted({s.tau for lp in rep.loss_prediction for s in lp.steps})
     for ax in axes[0]:
-        _logx(ax)
+        if log_axis(ax, "x", values=[taus]) == "log":
+            ax.set_xticks(taus, [f"{v:.3g}" for v in taus])
         ax.set_xlabel("step size tau (per element)")
-        ax.legend(fontsize=6.5)
-    fig.suptitle(f"loss prediction ({rep.meta.get('task', '')}, sigma {rep.curvature.sigma:g})",
+        ax.tick_params(labelsize=8)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
+                  frameon=False)
+    fig.suptitle(f"loss prediction ({rep.meta.get('task', '')}, sigma {sigma:g})",
                  fontsize=10)
     files.append(os.path.join(out, "coverage.png"))
     fig.savefig(files[-1], dpi=110)
     return files
 
 
-def _log_if_positive(ax) -> None:
-    """Log-scale the y axis unless a plotted finite value is <= 0 (e.g. no glass: B = 0)."""
-    ys = [np.asarray(ln.get_ydata(), dtype=float) for ln in ax.get_lines()]
-    ys = np.concatenate(ys) if ys else np.zeros(0)
-    ys = ys[np.isfinite(ys)]
-    if ys.size and np.all(ys > 0):
-        ax.set_yscale("log")
+def _plot_two_term(rep: D.DiagnosticsReport, out: str) -> str:
+    """two_term.png: per group, y(t) = a t + b t^2 against the single power law (R1)."""
+    groups = rep.power_law.groups
+    n = len(groups)
+    fig, axes = new_figure(3.4 * n, 6.4, n, 2)
+    sigma = rep.curvature.sigma
+    for j, g in enumerate(groups):
+        top, bot = axes[0, j], axes[1, j]
+        t, y, se = np.asarray(g.t), np.asarray(g.y), np.asarray(g.y_se)
+        se = np.where(np.isfinite(se), se, 0.0)
+        ok = y > 0
+        top.errorbar(t[ok], y[ok], yerr=[np.minimum(se[ok], 0.9 * y[ok]), se[ok]], fmt="o",
+                     color="C0", ms=4, capsize=2, label="measured y(t) ± se", zorder=3)
+        tt = np.geomspace(t.min(), t.max(), 200)
+        tw = g.two_term
+        title = f"{g.name} (n={g.size})"
+        if math.isfinite(g.p) and ok.all():
+            top.plot(tt, _power_fit(g, tt), "-", color="C1", lw=1.2,
+                     label="single power law c t^p")
+            bot.axhline(g.p, color="C1", lw=1.2, label="single power law: p")
+        if tw is not None:
+            a, b = tw["a"], tw["b"]
+            m = a * tt + b * tt**2
+            top.plot(tt[m > 0], m[m > 0], "-.", color="C2", lw=1.6,
+                     label="two-term fit a t + b t^2")
+            if a > 0:
+                top.plot(tt, a * tt, ":", color="C3", lw=1.0, label="glass part a t (slope 1)")
+            if b > 0:
+                top.plot(tt, b * tt**2, "--", color="C4", lw=1.0,
+                         label="Hessian part b t^2 (slope 2)")
+            pos = a + b * tt > 0
+            bot.plot(tt[pos], (a + 2 * b * tt[pos]) / (a + b * tt[pos]), "-.", color="C2",
+                     lw=1.6, label="two-term fit: (a + 2bt)/(a + bt)")
+            title += (f"\na = {_fmt(a)} ± {_fmt(tw['a_se'])}, b = {_fmt(b)} ± {_fmt(tw['b_se'])}"
+                      f"\nt* = a/b = {_fmt(tw['t_star'])} {_ci(tw['t_star_ci'])}")
+            ts = tw["t_star"]
+            if math.isfinite(ts) and ts > 0:
+                lo, hi = tw["t_star_ci"]
+                for ax in (top, bot):
+                    ax.axvline(ts, color="C2", lw=1.0, alpha=0.8, label="crossover t* = a/b")
+                    if math.isfinite(lo) and math.isfinite(hi):
+                        ax.axvspan(max(lo, tt[0] / 4), min(hi, tt[-1] * 4), color="C2",
+                                   alpha=0.1, lw=0, label="t* 95% CI")
+        # the measured local slope between neighbouring t (errors treated as independent)
+        if ok.all() and t.size > 1:
+            mid = np.sqrt(t[1:] * t[:-1])
+            lr = np.log(t[1:] / t[:-1])
+            slope = np.log(y[1:] / y[:-1]) / lr
+            sse = np.sqrt((se[1:] / y[1:]) ** 2 + (se[:-1] / y[:-1]) ** 2) / lr
+            bot.errorbar(mid, slope, yerr=sse, fmt="o", color="C0", ms=4, capsize=2,
+                         label="measured slope between neighbours", zorder=3)
+        for q, style in ((1.0, ":"), (2.0, "--")):
+            bot.axhline(q, color="gray", ls=style, lw=0.8)
+        for ax in (top, bot):
+            ax.axvline(sigma, color="k", lw=0.6, alpha=0.4, label="sigma")
+            log_axis(ax, "x", values=[t])
+            ax.set_xlim(t.min() / 1.3, t.max() * 1.3)
+            ax.tick_params(labelsize=7.5)
+        if log_axis(top, "y", values=[y[ok]]) == "log":  # the parts may run far off the data
+            top.set_ylim(y[ok].min() / 3, y[ok].max() * 2)
+        bot.set_ylim(0.5, 2.6)
+        bot.set_xlabel("perturbation length t", fontsize=8)
+        top.set_title(title, fontsize=8)
+    axes[0, 0].set_ylabel("y(t) = E mean (g(nu+tz) - g(nu))^2", fontsize=8)
+    axes[1, 0].set_ylabel("local slope d log y / d log t", fontsize=8)
+    _shared_legend(fig, axes.ravel(), 5)
+    fig.suptitle(f"R1 two-term fit y = a t + b t^2 per group ({rep.meta.get('task', '')}, "
+                 f"sigma {sigma:g}): glass below t*, Hessian above", fontsize=10)
+    path = os.path.join(out, "two_term.png")
+    fig.savefig(path, dpi=110)
+    return path
 
 
 if __name__ == "__main__":  # pragma: no cover

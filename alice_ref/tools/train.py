@@ -42,7 +42,15 @@ import time
 import numpy as np
 
 from alice_ref.tools import _training as T
-from alice_ref.tools._output import Progress, json_safe, new_figure, write_csv, write_json
+from alice_ref.tools._output import (
+    Progress,
+    json_safe,
+    line_styles,
+    log_axis,
+    new_figure,
+    write_csv,
+    write_json,
+)
 from alice_ref.tools._tasks import EXIT_MISSING, EXIT_OK, EXIT_USAGE, MissingDependency
 from alice_ref.tools._training import ALICE_VARIANTS, AdamNumpy, SGDMomentumNumpy
 
@@ -438,7 +446,7 @@ def plot_curves(out, directory) -> list:
         ['results/train_curves.png']
     """
     digits = out["task"] == "digits"
-    fig, axes = new_figure(11.0 if digits else 6.5, 4.0, 2 if digits else 1, 1)
+    fig, axes = new_figure(11.0 if digits else 6.5, 4.8, 2 if digits else 1, 1)
     if fig is None:
         return []
     panels = [("curve_loss", "training loss (full data) at mu", True)]
@@ -453,17 +461,20 @@ def plot_curves(out, directory) -> list:
             m = min(len(r[key]) for r in rs)
             e = np.asarray(rs[0]["curve_evals"][:m])
             Y = np.asarray([r[key][:m] for r in rs], dtype=np.float64)
-            style = "-" if "alice" in row["optimizer"] else "--"
-            ax.plot(e, Y.mean(0), style, color=f"C{k}", lw=1.4,
-                    label=f"{row['optimizer']} (lr {row['lr']:.3g})")
-            ax.fill_between(e, Y.min(0), Y.max(0), color=f"C{k}", alpha=0.15, lw=0)
+            st = line_styles(k, m)  # own colour, dashes and marker: overlapping curves show
+            ax.plot(e, Y.mean(0), lw=1.4, ms=4.5, label=f"{row['optimizer']} (lr {row['lr']:.3g})",
+                    **st)
+            ax.fill_between(e, Y.min(0), Y.max(0), color=st["color"], alpha=0.12, lw=0)
         if logy:
-            ax.set_yscale("log")
+            log_axis(ax, "y")
         else:
             ax.set_ylim(0.9, 1.0)  # accuracy: the interesting range (early points fall below)
         ax.set_xlabel("gradient evaluations")
         ax.set_ylabel(label)
-        ax.legend(fontsize=7)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center",
+               ncol=min(4 if digits else 3, max(1, len(labels))),
+               fontsize=8, frameon=False)
     fig.suptitle(f"{out['task']}: mean over {len(out['seeds'])} seeds (band: min-max), "
                  f"batch {out['batch']}", fontsize=10)
     path = os.path.join(directory, "train_curves.png")

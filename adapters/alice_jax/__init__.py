@@ -23,16 +23,8 @@ Example:
     True
 """
 
-from ._transform import (
-    EVALUATIONS,
-    WRONG_STEP,
-    AliceJaxState,
-    AliceTransformation,
-    alice,
-    attributes,
-    center,
-    check_finite,
-)
+from ._state import WRONG_STEP, AliceJaxState, attributes, center, check_finite
+from ._transform import EVALUATIONS, AliceTransformation, alice
 
 __all__ = ["alice", "AliceTransformation", "AliceJaxState", "center", "check_finite", "attributes",
            "EVALUATIONS", "WRONG_STEP"]

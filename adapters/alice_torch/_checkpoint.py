@@ -5,6 +5,7 @@ through before :meth:`alice_torch.Alice.load_state_dict` changes anything.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from copy import deepcopy
 from itertools import chain
@@ -202,3 +203,34 @@ def _check_param_state(pid, st, p):
                              f"magnitudes is >= 0)")
         new[f] = _dtensor.wrap(x, p) if _dtensor.is_dtensor(p) else x
     return new
+
+
+def with_extra(opt, sd) -> dict:
+    """torch's state dict plus the ``'alice'`` entry; with DTensor parameters (FSDP2) also in
+    every parameter group, where torch.distributed.checkpoint's get_optimizer_state_dict keeps
+    it (it keeps only 'state' and 'param_groups')."""
+    sd["alice"] = extra(opt)
+    if _dtensor.any_dtensor(opt._params()):
+        for g in sd["param_groups"]:
+            g["alice"] = extra(opt)
+    return sd
+
+
+def hooked_state_dict(opt, build) -> dict:
+    """torch's state_dict protocol around ``build()`` (torch's dict plus Alice's entry): the
+    pre-hooks, then ``build`` with torch's own hook calls switched off, then the post-hooks on
+    the complete dict (one that returns a dict replaces it)."""
+    pre, post = opt._optimizer_state_dict_pre_hooks, opt._optimizer_state_dict_post_hooks
+    for hook in list(pre.values()):
+        hook(opt)
+    opt._optimizer_state_dict_pre_hooks = OrderedDict()
+    opt._optimizer_state_dict_post_hooks = OrderedDict()
+    try:
+        sd = build()
+    finally:
+        opt._optimizer_state_dict_pre_hooks, opt._optimizer_state_dict_post_hooks = pre, post
+    for hook in list(post.values()):
+        out = hook(opt, sd)
+        if out is not None:
+            sd = out
+    return sd

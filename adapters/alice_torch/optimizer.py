@@ -20,17 +20,17 @@ and the count of ``skipped`` batches.
 from __future__ import annotations
 
 import warnings
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 
 import torch
 
 from alice_ref._atomic import commit_section
-from alice_ref.checks import check_bool, check_real
+from alice_ref.checks import check_bool
 from alice_ref.core import AliceConfig
 from alice_ref.core import attributes as _core_attributes
 from alice_ref.engines import cpu as _cpu
 
-from . import _batch, _checkpoint, _dtensor, _groups
+from . import _batch, _checkpoint, _conventions, _groups
 from ._batch import NonFiniteGradientError, run_batch
 from ._numerics import state_dtype
 
@@ -120,7 +120,7 @@ class Alice(torch.optim.Optimizer):
                  foreach=None, differentiable=False, capturable=False):
         del device  # official argument: state follows each parameter's device
         # torch's standard flags (docs/torch.md#torchs-standard-flags), checked first.
-        params, w2 = _standard_flags(params, lr, w2, weight_decay, maximize, foreach,
+        params, w2 = _conventions.standard_flags(params, lr, w2, weight_decay, maximize, foreach,
                                      differentiable, capturable)
         # Validates every hyperparameter (ValueError/TypeError naming it) before anything else.
         if not isinstance(betas, (tuple, list)):  # a set or dict would have no order
@@ -155,7 +155,7 @@ class Alice(torch.optim.Optimizer):
                     "betas": base.betas, "maximize": maximize, "foreach": foreach,
                     "differentiable": False, "capturable": False}
         super().__init__(params, defaults)
-        _refuse_complex(self.param_groups)
+        _conventions.refuse_complex(self.param_groups)
 
     def add_param_group(self, param_group: dict) -> None:
         """Add a parameter group (torch API), validated by :class:`alice_ref.AliceConfig`.
@@ -245,9 +245,9 @@ class Alice(torch.optim.Optimizer):
             >>> tuple(out.shape), opt.t, torch.equal(model.weight, before)
             ((4, 1), 1, True)
         """
-        if closure is None and _dcp_init(self):
+        if closure is None and _conventions.dcp_init(self):
             return None
-        _step_entry(self, closure)
+        _conventions.step_entry(self, closure)
         # maximize: the gradients of those groups' parameters are negated as backward writes
         # them, so Alice minimises -L exactly (the curvature and glass estimates use only |h|,
         # h^2 and (g_bar - g0)^2, which the sign does not change).
@@ -441,7 +441,8 @@ class Alice(torch.optim.Optimizer):
         """
         # torch's state_dict hooks run around the whole dict, 'alice' entry included: pre-hooks
         # before it is built, post-hooks on it (and what they return is the result).
-        return _hooked_state_dict(self, lambda: _with_extra(self, super(Alice, self).state_dict()))
+        return _checkpoint.hooked_state_dict(
+            self, lambda: _checkpoint.with_extra(self, super(Alice, self).state_dict()))
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore the optimiser from :meth:`state_dict`.
@@ -511,130 +512,3 @@ class Alice(torch.optim.Optimizer):
 
 
 # -- torch's conventions: the standard flags, the step's entry checks, the hooks ---------------
-
-_WHY_CLOSURE = (
-    "Alice.step() needs a closure: Alice evaluates the gradient itself, at nu + sigma z, "
-    "nu - sigma z and nu on a sample step (at nu on a quick step), so a gradient computed "
-    "before step() (loss.backward(); opt.step(), or GradScaler's scaler.step(opt)) cannot be "
-    "used. Pass one of\n"
-    "  opt.step((lambda: model(x), lambda out: loss_fn(out, y)))  # returns (loss, outputs)\n"
-    "  def closure():\n"
-    "      opt.zero_grad(); loss = loss_fn(model(x), y); loss.backward(); return loss\n"
-    "  opt.step(closure)  # returns the loss\n"
-    "For mixed precision run the model under torch.autocast(..., dtype=torch.bfloat16) inside "
-    "the closure, without a GradScaler (docs/torch.md#mixed-precision).")
-
-
-def _standard_flags(params, lr, w2, weight_decay, maximize, foreach, differentiable,
-                    capturable):
-    """Check torch's standard constructor flags; (params, w2) with ``weight_decay`` (also a
-    group's) mapped onto w2, which it equals exactly: both add (w/2)|theta|^2 to the loss."""
-    if isinstance(lr, torch.Tensor) and lr.numel() != 1:
-        raise ValueError("Tensor lr must be 1-element")
-    check_bool("maximize", maximize)
-    if foreach is not None:
-        check_bool("foreach", foreach)
-    for name, value in (("differentiable", differentiable), ("capturable", capturable)):
-        if check_bool(name, value):
-            raise ValueError(
-                f"{name}=True is not supported by Alice: " + (
-                    "its step is not differentiable (Rademacher probes, sign and clipping)"
-                    if name == "differentiable" else
-                    "its step runs the closure 1 or 3 times with RNG replay in Python, which "
-                    "a CUDA graph cannot capture") + f"; use {name}=False")
-
-    def alias(where, w2_value, wd):
-        wd = check_real(f"{where}weight_decay", _scalar(wd), lo=0.0, finite=True)
-        if _scalar(w2_value) not in (0, 0.0, wd):
-            raise ValueError(f"{where}weight_decay={wd!r} and w2={w2_value!r}: weight_decay is "
-                             f"an alias of w2 (the L2 weight); give one of them")
-        return wd
-
-    if weight_decay is not None:
-        w2 = alias("", w2, weight_decay)
-    if not isinstance(params, torch.Tensor):  # (torch's own TypeError for a bare tensor)
-        params = list(params)
-        for i, g in enumerate(params):
-            if isinstance(g, dict) and "weight_decay" in g:
-                g = dict(g)
-                g["w2"] = alias(f"parameter group {i}: ", g.get("w2", 0.0), g.pop("weight_decay"))
-                params[i] = g
-    return params, w2
-
-
-def _refuse_complex(param_groups) -> None:
-    """RuntimeError (torch's error type for an unsupported parameter) for complex parameters."""
-    for i, g in enumerate(param_groups):
-        for j, p in enumerate(g["params"]):
-            if isinstance(p, torch.Tensor) and p.is_complex():
-                raise RuntimeError(
-                    f"Alice does not support complex parameters (#{j} of group {i}, shape "
-                    f"{tuple(p.shape)}, {p.dtype}): keep the real and imaginary parts as a "
-                    f"real parameter of shape (..., 2) and build the complex tensor from it "
-                    f"with torch.view_as_complex in the model")
-
-
-def _step_entry(opt, closure) -> None:
-    """step()'s checks before the batch: a closure, no complex parameters, valid per-group
-    flags, and the betas read back from the groups (where torch's momentum schedules, e.g.
-    OneCycleLR/CyclicLR with cycle_momentum, write them; all groups must agree)."""
-    if closure is None:
-        raise TypeError(_WHY_CLOSURE)
-    _refuse_complex(opt.param_groups)
-    for i, g in enumerate(opt.param_groups):
-        check_bool(f"parameter group {i}: maximize", g.get("maximize", False))
-    seen = {_groups.shared("betas", g["betas"]) for g in opt.param_groups if "betas" in g}
-    if len(seen) > 1:
-        raise ValueError(f"the parameter groups have different betas {sorted(seen)}: betas are "
-                         f"shared by all groups (beta1 sets the warm-up and, with beta2, the "
-                         f"averages of the one sample/quick schedule); set them for all groups")
-    if seen and (new := seen.pop()) != tuple(opt.betas):
-        try:
-            base = opt._base.replace(betas=new)
-        except (TypeError, ValueError) as e:
-            raise type(e)(f"betas from the parameter groups: {e}") from None
-        opt._base, opt.betas, opt._configs = base, base.betas, {}
-
-
-def _dcp_init(opt) -> bool:
-    """torch.distributed.checkpoint's ``_init_optim_state`` (get/set_optimizer_state_dict on an
-    optimiser without state) calls ``step()`` without a closure, every group at lr = 0: there is
-    nothing to evaluate (every group sits such a batch out), so the state is created from the
-    parameters (as at a first step) and no batch is counted. True when that was the call."""
-    if not opt.param_groups or not all(_groups.frozen(g) for g in opt.param_groups):
-        return False
-    params = opt._params()
-    with commit_section():
-        _groups.ensure_state(opt.state, params)
-    return True
-
-
-def _with_extra(opt, sd) -> dict:
-    """torch's state dict plus the ``'alice'`` entry; with DTensor parameters (FSDP2) also in
-    every parameter group, where torch.distributed.checkpoint's get_optimizer_state_dict keeps
-    it (it keeps only 'state' and 'param_groups')."""
-    sd["alice"] = _checkpoint.extra(opt)
-    if _dtensor.any_dtensor(opt._params()):
-        for g in sd["param_groups"]:
-            g["alice"] = _checkpoint.extra(opt)
-    return sd
-
-
-def _hooked_state_dict(opt, build) -> dict:
-    """torch's state_dict protocol around ``build()`` (torch's dict plus Alice's entry): the
-    pre-hooks, then ``build`` with torch's own hook calls switched off, then the post-hooks on
-    the complete dict (one that returns a dict replaces it)."""
-    pre, post = opt._optimizer_state_dict_pre_hooks, opt._optimizer_state_dict_post_hooks
-    for hook in list(pre.values()):
-        hook(opt)
-    opt._optimizer_state_dict_pre_hooks = OrderedDict()
-    opt._optimizer_state_dict_post_hooks = OrderedDict()
-    try:
-        sd = build()
-    finally:
-        opt._optimizer_state_dict_pre_hooks, opt._optimizer_state_dict_post_hooks = pre, post
-    for hook in list(post.values()):
-        out = hook(opt, sd)
-        if out is not None:
-            sd = out
-    return sd

@@ -316,3 +316,12 @@ def test_peer_runner_without_the_file_says_so_and_exits_0(tmp_path):
                         "--file", str(tmp_path / "missing.py")],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0 and "nothing was run" in r.stdout
+
+
+@pytest.mark.parametrize("kw", [dict(eps=-1e-6), dict(betas=(-0.1, 0.1)), dict(lr=-1e-2)])
+def test_hyperparameters_are_checked_before_the_params(kw):
+    """As torch.optim.Adam: a bad hyperparameter is named even when params is unusable (None);
+    pytorch-optimizer's generic validation tests rely on it."""
+    name = next(iter(kw))
+    with pytest.raises(ValueError, match=name):
+        Alice(None, **kw)

@@ -57,7 +57,9 @@ def standard_flags(params, lr, w2, weight_decay, maximize, foreach, differentiab
 
     if weight_decay is not None:
         w2 = alias("", w2, weight_decay)
-    if not isinstance(params, torch.Tensor):  # (torch's own TypeError for a bare tensor)
+    # torch's own TypeError for a bare tensor or a non-iterable comes later, after every
+    # hyperparameter has been checked (as torch.optim.Adam does)
+    if not isinstance(params, torch.Tensor) and hasattr(params, "__iter__"):
         params = list(params)
         for i, g in enumerate(params):
             if isinstance(g, dict) and "weight_decay" in g:

@@ -53,7 +53,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 NAME = "alice_ref"
 # (name, options, iterations) as their recipes. beta1 = 0.5: Alice leaves the parameters in
 # place during its warm-up of 1/(1 - beta1) batches (10 for the default 0.9, the whole of a
-# 10-iteration test_training; docs/spec/algorithm.md, step 5).
+# 10-iteration test_training; docs/spec/algorithm.md#one-batch, step 5).
 RECIPE = (NAME, {"lr": 5e-1, "betas": (0.5, 0.999)}, 10)
 
 _NO_BACKWARD = ("closure required: the test sets .grad, then passes a closure that calls no "

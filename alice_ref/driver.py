@@ -29,6 +29,7 @@ from alice_ref.core import (
     init,
     params_of,
     probe_points,
+    realised_displacements,
     schedule,
     state_from_dict,
     state_to_dict,
@@ -225,6 +226,7 @@ class _Batch(NamedTuple):
     engine: str
     options: dict
     saved_rng: object = None
+    displacements: list | None = None
     skipped: bool = False
 
 
@@ -267,14 +269,17 @@ def _evaluate(state, config, value_and_grad, rng, like, lr, probes, engine, thre
         if sched.sample:
             z = draw_rademacher(rng, state.mu) if probes is None else probes
             plus, minus, nu = _points(state, z, sigma, like, name)
+            disp = realised_displacements((plus, minus, nu), state)
+            if any(d is not None for d in disp):
+                name = "core"  # the engines take the nominal sigma; rounded points need the core
             _, gp = evaluate(plus, EVALUATIONS[0])
             _, gm = evaluate(minus, EVALUATIONS[1])
             loss, g0 = evaluate(nu, EVALUATIONS[2])
         else:
-            gp = gm = None
+            gp = gm = disp = None
             loss, g0 = evaluate(_points(state, None, sigma, like, name)[2], EVALUATIONS[2])
         return _Batch(sched, loss, g0, gp, gm, lr, name,
-                      {"threads": threads} if name == "cpu" else {}, saved_rng)
+                      {"threads": threads} if name == "cpu" else {}, saved_rng, disp)
     except NonFiniteGradientError:
         _restore_rng(rng, saved_rng)
         if config.nonfinite == "raise":
@@ -319,7 +324,8 @@ def _commit(state, config, batch: _Batch, inplace: bool) -> AliceState:
     if name == "core":
         sigma = config.lr if lr is None else lr
         new = (absorb_quick(state, sched, g0, config) if gp is None else
-               absorb_sample(state, sched, gp, gm, g0, config, sigma))
+               absorb_sample(state, sched, gp, gm, g0, config, sigma,
+                             displacements=batch.displacements))
         return apply_update(new, sched, config, lr)
     if not inplace:
         state = state._replace(**{f: tuple(a.copy() for a in getattr(state, f)) for f in FIELDS})

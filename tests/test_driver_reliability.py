@@ -87,3 +87,16 @@ def test_a_bare_array_is_not_taken_for_a_list_of_rows():
     with pytest.raises(TypeError, match="wrap it in a list"):
         ar.Alice(np.zeros((2, 3)))
     assert ar.Alice([np.zeros((2, 3))]).state.mu[0].shape == (2, 3)
+
+
+@pytest.mark.parametrize("engine", ["core", None])
+def test_half_parameters_use_the_realised_probe_displacement(engine):
+    """float16 parameters (float32 state): the probe points are rounded when stored, so H and R
+    divide by the distances travelled (alice_ref.core.realised_displacements): on
+    L = sum (w - 1)^2 (H = 2, no glass) batch 1 gives H = 2 and R = 0 exactly (with the nominal
+    sigma, H was off by the rounding and R spurious)."""
+    w = (1.0 + np.array([0.0, 2.0, 1.0, -3.0]) * 2.0 ** -9).astype(np.float16)
+    opt = ar.Alice([w], lr=3e-3, betas=(0.5, 0.999), engine=engine)
+    opt.step(lambda p: (0.0, [2.0 * (p[0].astype(np.float32) - 1.0)]))
+    np.testing.assert_array_equal(opt.state.H[0], np.full(4, 2.0, np.float32))
+    np.testing.assert_array_equal(opt.state.R[0], np.zeros(4, np.float32))

@@ -325,3 +325,25 @@ def test_hyperparameters_are_checked_before_the_params(kw):
     name = next(iter(kw))
     with pytest.raises(ValueError, match=name):
         Alice(None, **kw)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_parameters_use_the_realised_probe_displacement(dtype):
+    """bf16/fp16 probe points are rounded when stored: with the nominal sigma, L = sum (w-1)^2
+    (H = 2, no glass) near w = 1 at lr 1e-2 gave H = 1.56 and spurious R; with the realised
+    displacements |point - nu| (alice_ref.absorb_curvature's d_plus, d_minus) batch 1 gives H = 2
+    and R = 0 exactly. At lr 1e-3 bf16 points round back onto nu: no sample, H = R = 0 kept."""
+    for lr, want_h in ((1e-2, 2.0), (1e-3, 2.0 if dtype == torch.float16 else 0.0)):
+        w = torch.nn.Parameter((1.0 + torch.tensor([0.0, 2.0, 1.0, -3.0]) * 2.0 ** -8).to(dtype))
+        opt = Alice([w], lr=lr, betas=(0.5, 0.999))
+
+        def closure(w=w, opt=opt):
+            opt.zero_grad()
+            loss = ((w.float() - 1.0) ** 2).sum()
+            loss.backward()
+            return loss
+        opt.step(closure)
+        st = opt.state[w]
+        assert st["H"].dtype == torch.float32
+        assert torch.equal(st["R"], torch.zeros(4)), (lr, st["R"])
+        assert torch.equal(st["H"], torch.full((4,), want_h)), (lr, st["H"])

@@ -31,6 +31,7 @@ from alice_ref.core import (
     absorb_sample,
     apply_update,
     probe_points,
+    realised_displacements,
 )
 from alice_ref.engines import cpu as _cpu
 from alice_ref.engines import select
@@ -119,6 +120,10 @@ class Generic:
         self.pts = [probe_points(st, None if zs is None else [next(zs) for _ in g.params], s,
                                  like=g.params)
                     for st, s, g in zip(self.states, self.sigmas, self.groups)]
+        # points stored in a narrower dtype (bfloat16/float16 parameters, float32 state) are
+        # rounded: H and R then use the realised displacements, |point - nu| as stored
+        # (alice_ref.absorb_curvature's d_plus, d_minus), not the nominal sigma
+        self.disp = [realised_displacements(pt, st) for pt, st in zip(self.pts, self.states)]
 
     def load_point(self, k: int) -> None:
         """Parameters <- point k (0: nu + sigma z, 1: nu - sigma z, 2: nu)."""
@@ -134,10 +139,11 @@ class Generic:
         """Steps 3-5: absorb (Alg. 2, steps 5-11, or a quick step's G, V), then Alg. 3, into a
         new state (nothing is written)."""
         sched, new = self.sched, []
-        for st, c, s, g0_, gp_, gm_ in zip(self.states, self.configs, self.sigmas,
-                                           *(self._split(g) for g in (g0, gp, gm))):
+        for st, c, s, g0_, gp_, gm_, d in zip(self.states, self.configs, self.sigmas,
+                                              *(self._split(g) for g in (g0, gp, gm)),
+                                              self.disp):
             st = (absorb_quick(st, sched, g0_, c) if gp_ is None else
-                  absorb_sample(st, sched, gp_, gm_, g0_, c, s))
+                  absorb_sample(st, sched, gp_, gm_, g0_, c, s, displacements=d))
             new.append(apply_update(st, sched, c, s))
         self.new = new
 

@@ -19,6 +19,7 @@ from alice_ref.core.batch import (
     apply_update,
     ema,
     probe_points,
+    realised_displacements,
     schedule,
 )
 from alice_ref.core.config import HESS_COMPS, LIMIT_METHODS, NONFINITE_POLICIES, AliceConfig
@@ -35,6 +36,6 @@ from alice_ref.core.state import (
 
 __all__ = ["AliceConfig", "HESS_COMPS", "LIMIT_METHODS", "NONFINITE_POLICIES", "AliceState",
            "FIELDS", "init", "params_of", "state_dtype", "state_to_dict", "state_from_dict",
-           "attributes", "Schedule", "schedule", "probe_points", "ema", "absorb_gradient",
-           "absorb_curvature", "alice_update", "alice_step", "absorb_sample", "absorb_quick",
-           "apply_update"]
+           "attributes", "Schedule", "schedule", "probe_points", "realised_displacements", "ema",
+           "absorb_gradient", "absorb_curvature", "alice_update", "alice_step", "absorb_sample",
+           "absorb_quick", "apply_update"]

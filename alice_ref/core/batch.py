@@ -24,8 +24,9 @@ from alice_ref.maths.estimators import curvature_magnitude, glass_density
 from alice_ref.maths.schedule import ema_beta
 from alice_ref.maths.step import _bounded_step
 
-__all__ = ["Schedule", "schedule", "probe_points", "ema", "absorb_gradient", "absorb_curvature",
-           "alice_update", "alice_step", "absorb_sample", "absorb_quick", "apply_update"]
+__all__ = ["Schedule", "schedule", "probe_points", "realised_displacements", "ema",
+           "absorb_gradient", "absorb_curvature", "alice_update", "alice_step", "absorb_sample",
+           "absorb_quick", "apply_update"]
 
 
 class Schedule(NamedTuple):
@@ -145,6 +146,49 @@ def probe_points(state: AliceState, z, sigma: float, like=None):
             array_namespace(x).astype(x, p.dtype, copy=copy) for x, p in zip(xs, like)]
         plus, minus, nu = cast(plus, False), cast(minus, False), cast(nu, True)
     return plus, minus, nu
+
+
+def realised_displacements(points, state: AliceState):
+    """Per parameter, the realised displacements (d_plus, d_minus) of stored probe points.
+
+    Probe points stored in a narrower dtype than the state (bfloat16/float16 parameters, float32
+    state) are rounded, and so is nu as evaluated: the points are nu' + d+ z and nu' - d- z with
+    nu' the stored nu and d+- = |plus - nu'|, |nu' - minus| (computed in the state dtype, where
+    the difference of two narrow numbers is exact). :func:`absorb_sample` (``displacements=``)
+    then divides by the distances actually travelled, not the nominal sigma (docs/jax.md has
+    the bfloat16 figures). Where a point has the state dtype the entry is None: its points are
+    the core's and sigma is exact (so float32/float64 parameters keep the official arithmetic).
+
+    Args:
+        points: (plus, minus, nu) as :func:`probe_points` returns them (in the parameters'
+            dtypes, ``like``).
+        state: the AliceState (its mu gives the state dtypes).
+
+    Returns:
+        A list with None or (d_plus, d_minus) per parameter, or None on a quick step.
+
+    Example:
+        >>> import numpy as np
+        >>> from alice_ref.core import init
+        >>> s = init([np.ones(2, np.float16)])
+        >>> z = [np.array([1.0, -1.0], np.float32)]
+        >>> pts = probe_points(s, z, 3e-4, like=[np.ones(2, np.float16)])
+        >>> dp, dm = realised_displacements(pts, s)[0]
+        >>> dp.tolist(), dm.tolist()  # in float16 1 + 3e-4 rounds to 1, 1 - 3e-4 to 1 - 2**-11
+        ([0.0, 0.00048828125], [0.00048828125, 0.0])
+    """
+    plus, minus, nu = points
+    if plus is None:
+        return None
+    out = []
+    for p, m, n, mu in zip(plus, minus, nu, state.mu):
+        if p.dtype == mu.dtype:
+            out.append(None)
+            continue
+        xp = array_namespace(mu)
+        p, m, n = (xp.astype(x, mu.dtype) for x in (p, m, n))
+        out.append((xp.abs(p - n), xp.abs(n - m)))
+    return out
 
 
 # -- per-element kernels (traceable; betas may be arrays) ---------------------------------------
@@ -421,7 +465,7 @@ def _as_state(xs, ref, name):
 
 
 def absorb_sample(state: AliceState, sched: Schedule, g_plus, g_minus, g_zero, config: AliceConfig,
-                  lr: float | None = None) -> AliceState:
+                  lr: float | None = None, *, displacements=None) -> AliceState:
     """Absorb a sample step's three gradients: H, R, G, V and t change.
 
     docs/spec/algorithm.md#one-batch, step 3 (Alg. 2).
@@ -439,6 +483,9 @@ def absorb_sample(state: AliceState, sched: Schedule, g_plus, g_minus, g_zero, c
         g_zero: g(nu), likewise.
         config: the hyperparameters (hess_comp, w1, w2, lr).
         lr: the current learning rate = sigma (None: config.lr).
+        displacements: optional, one entry per parameter: None (the nominal sigma) or the pair
+            (d_plus, d_minus) of realised displacements of its stored probe points (see
+            :func:`absorb_curvature`; for points rounded to a narrower parameter dtype).
 
     Returns:
         The new AliceState.
@@ -463,8 +510,14 @@ def absorb_sample(state: AliceState, sched: Schedule, g_plus, g_minus, g_zero, c
     gp = _as_state(g_plus, state.mu, "g_plus")
     gm = _as_state(g_minus, state.mu, "g_minus")
     g0 = _as_state(g_zero, state.mu, "g_zero")
-    H, R = zip(*[absorb_curvature(H, R, a, b, c, sigma, sched.beta3, config.hess_comp, config.w2)
-                 for H, R, a, b, c in zip(state.H, state.R, gp, gm, g0)]) if gp else ((), ())
+    disp = [None] * len(gp) if displacements is None else list(displacements)
+    if len(disp) != len(gp):
+        raise ValueError(f"displacements has {len(disp)} entries but the state has {len(gp)} "
+                         "parameters")
+    H, R = zip(*[absorb_curvature(H, R, a, b, c, sigma, sched.beta3, config.hess_comp, config.w2,
+                                  **({} if d is None else dict(d_plus=d[0], d_minus=d[1])))
+                 for H, R, a, b, c, d in zip(state.H, state.R, gp, gm, g0, disp)]) if gp else (
+        (), ())
     state = state._replace(H=tuple(H), R=tuple(R))
     return _absorb_g0(state, sched, g0, config)
 

@@ -434,7 +434,7 @@ def test_init_gives_every_field_its_own_storage():
 def test_regularisation_sign_at_zero_and_unit_weights():
     """s(nu) = +1 at nu = 0 exactly (and at -0.0), -1 below (docs/spec/algorithm.md#one-batch,
     step 3); weights of exactly 1.0 are applied like any other (beta = 0: G is the sample)."""
-    from alice_ref.core.batch import absorb_curvature, absorb_gradient
+    from alice_ref.core.elements import absorb_curvature, absorb_gradient
 
     nu = np.array([0.0, -0.0, -1.5, 2.0])
     g0 = np.array([0.25, 0.25, 0.25, 0.25])

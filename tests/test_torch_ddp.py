@@ -5,6 +5,7 @@ generator seeded identically on both ranks. The ranks must stay bit-identical (t
 the same probes and see the same all-reduced gradients) and agree with one process that sees
 the whole batch, up to the rounding of the gradient average."""
 
+import gc
 import os
 import pathlib
 import socket
@@ -146,6 +147,9 @@ def _misseeded_worker(rank, world, port, outdir):
         except RuntimeError as e:
             msg = str(e)
         (pathlib.Path(outdir) / f"rank{rank}.txt").write_text(f"{msg}\n{opt.t}")
+        opt = ddp = None  # DDP's reducer goes before its process group (gloo may abort at exit)
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -14,14 +14,25 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+import time
 
 import numpy as np
 
 from alice_ref.tools import diagnostics as D
-from alice_ref.tools._tasks import load_digits_data, make_mlp, need_torch
+from alice_ref.tools._output import Progress
+from alice_ref.tools._tasks import (
+    EXIT_MISSING,
+    EXIT_USAGE,
+    MissingDependency,
+    cli_torch,
+    load_digits_data,
+    make_mlp,
+    need_torch,
+)
 
 __all__ = ["NETS", "add_common_arguments", "bootstrap_ci", "build_model", "estimate",
-           "relative_error", "spearman"]
+           "relative_error", "spearman", "start"]
 
 NETS = ("mlp", "cnn")
 
@@ -101,6 +112,33 @@ def build_model(args, tick=None):
             "n_train": len(ytr), "n_test": len(yte), "seed": args.seed,
             "n_params": int(sum(p.numel() for p in model.parameters()))}
     return model, (Xtr, ytr, Xte, yte), meta
+
+
+def start(name: str, args, validate, total):
+    """The opening both commands share: the options checked (exit 2), torch with the CLI's
+    threads (:func:`alice_ref.tools._tasks.cli_torch`; exit 3 without it), then the network
+    built under a progress bar of ``total(args)`` ticks (counted once the options are).
+
+    Returns:
+        (model, data, meta, bar, t0), or an exit code when the command cannot go on.
+    """
+    try:
+        validate(args)
+    except ValueError as e:
+        print(f"alice-ref {name}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    t0 = time.perf_counter()
+    bar = None
+    try:
+        cli_torch()
+        bar = Progress(total(args), f"{name} {args.tag}", enabled=not args.no_progress)
+        model, data, meta = build_model(args, tick=lambda k: bar.set(k))
+    except MissingDependency as e:
+        if bar is not None:
+            bar.close()
+        print(f"alice-ref {name}: {e}", file=sys.stderr)
+        return EXIT_MISSING
+    return model, data, meta, bar, t0
 
 
 def estimate(model, X, y, sigma, probes, seed, callback=None):

@@ -30,18 +30,18 @@ from alice_ref.maths.saliency import (
     pruning_change,
     score_from_change,
 )
-from alice_ref.tools._output import Progress, new_figure, write_csv, write_json
-from alice_ref.tools._tasks import EXIT_MISSING, EXIT_OK, EXIT_USAGE, MissingDependency
+from alice_ref.tools._output import new_figure, write_csv, write_json
+from alice_ref.tools._tasks import EXIT_OK
 from alice_ref.tools.saliency_common import (
     add_common_arguments,
     bootstrap_ci,
-    build_model,
     default_sigma,
     estimate,
     fmt_ci,
     relative_error,
     resolve_common,
     spearman,
+    start,
 )
 
 __all__ = ["add_arguments", "main", "register", "run"]
@@ -105,6 +105,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="alice-ref prune", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))
+
+
+def _steps(args) -> int:
+    return args.train_steps if args.state == "trained" else 0
 
 
 def _validate(args):
@@ -268,29 +272,13 @@ def run(args) -> int:
         >>> run(p.parse_args(["--sigma", "-1", "--no-progress"]))
         2
     """
-    try:
-        _validate(args)
-    except ValueError as e:
-        print(f"alice-ref prune: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        import torch
-    except ImportError:
-        print("alice-ref prune: this command needs torch: pip install 'alice-ref[torch]'",
-              file=sys.stderr)
-        return EXIT_MISSING
-    torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    steps = args.train_steps if args.state == "trained" else 0
-    n_curve = len(args.sparsity_list) * len(CURVE_CRITERIA)
-    total = steps + 1 + 2 * args.probes + args.samples + 200 + n_curve
-    bar = Progress(total, f"prune {args.tag}", enabled=not args.no_progress)
-    try:
-        model, data, meta = build_model(args, tick=lambda k: bar.set(k))
-    except MissingDependency as e:
-        bar.close()
-        print(f"alice-ref prune: {e}", file=sys.stderr)
-        return EXIT_MISSING
+    opened = start("prune", args, _validate, lambda a: (
+        _steps(a) + 1 + 2 * a.probes + a.samples + 200
+        + len(a.sparsity_list) * len(CURVE_CRITERIA)))
+    if isinstance(opened, int):
+        return opened
+    model, data, meta, bar, t0 = opened
+    steps = _steps(args)
     Xtr, ytr, Xte, yte = data
     sigma = args.sigma or default_sigma(model)
     est, loss0, _ = estimate(model, Xtr, ytr, sigma, args.probes, args.seed + 5,

@@ -25,18 +25,18 @@ import time
 import numpy as np
 
 from alice_ref.maths.saliency import CRITERIA, quantization_sensitivity
-from alice_ref.tools._output import Progress, json_safe, new_figure, write_csv, write_json
-from alice_ref.tools._tasks import EXIT_MISSING, EXIT_OK, EXIT_USAGE, MissingDependency
+from alice_ref.tools._output import json_safe, new_figure, write_csv, write_json
+from alice_ref.tools._tasks import EXIT_OK
 from alice_ref.tools.saliency_common import (
     add_common_arguments,
     bootstrap_ci,
-    build_model,
     default_sigma,
     estimate,
     fmt_ci,
     relative_error,
     resolve_common,
     spearman,
+    start,
 )
 
 __all__ = ["add_arguments", "allocate", "main", "register", "run"]
@@ -162,28 +162,12 @@ def run(args) -> int:
         >>> run(p.parse_args(["--budgets", "9", "--no-progress"]))
         2
     """
-    try:
-        _validate(args)
-    except ValueError as e:
-        print(f"alice-ref quantize: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        import torch
-    except ImportError:
-        print("alice-ref quantize: this command needs torch: pip install 'alice-ref[torch]'",
-              file=sys.stderr)
-        return EXIT_MISSING
-    torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    steps = args.train_steps if args.state == "trained" else 0
-    bar = Progress(steps + 1 + 2 * args.probes, f"quantize {args.tag}",
-                   enabled=not args.no_progress)
-    try:
-        model, data, meta = build_model(args, tick=lambda k: bar.set(k))
-    except MissingDependency as e:
-        bar.close()
-        print(f"alice-ref quantize: {e}", file=sys.stderr)
-        return EXIT_MISSING
+    steps_of = lambda a: a.train_steps if a.state == "trained" else 0  # noqa: E731
+    opened = start("quantize", args, _validate, lambda a: steps_of(a) + 1 + 2 * a.probes)
+    if isinstance(opened, int):
+        return opened
+    model, data, meta, bar, t0 = opened
+    steps = steps_of(args)
     from alice_torch.saliency import accuracy, loss_at, prunable, quantize, quantize_step
 
     Xtr, ytr, Xte, yte = data

@@ -89,3 +89,13 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def interrupt_handler():
+    """SIGUSR1 raises KeyboardInterrupt (as Ctrl-C would) for the interrupt tests."""
+    import signal
+
+    old = signal.signal(signal.SIGUSR1, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    yield
+    signal.signal(signal.SIGUSR1, old)

@@ -34,3 +34,66 @@ def var_se(x, axis=0):
     n = x.shape[axis]
     c2 = (x - x.mean(axis=axis, keepdims=True)) ** 2
     return c2.mean(axis=axis) * n / (n - 1), c2.std(axis=axis, ddof=1) / math.sqrt(n)
+
+
+def count_calls(fn) -> int:
+    """The Python and C calls ``fn()`` makes (sys.setprofile's 'call' and 'c_call' events)."""
+    import sys
+
+    n = [0]
+
+    def prof(frame, event, arg):
+        if event in ("call", "c_call"):
+            n[0] += 1
+    sys.setprofile(prof)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return n[0]
+
+
+def every_interrupt(make, call, snapshot, same, check_next=None):
+    """Run ``call(make())`` once per call index k, with SIGUSR1 (whose handler raises
+    KeyboardInterrupt: the ``interrupt_handler`` fixture) sent at the k-th call; each result
+    must equal the snapshot before the call or the one after it, never a mix. ``check_next``,
+    every fifth k, checks that the object goes on. Returns the counts of outcomes."""
+    import os
+    import signal
+    import sys
+
+    ref = make()
+    before = snapshot(ref)
+    total = count_calls(lambda: call(ref))
+    after = snapshot(ref)
+    assert not same(before, after)
+    outcomes = {"before": 0, "after": 0, "raised": 0}
+    for k in range(1, total + 1):
+        obj = make()
+        n = [0]
+
+        def prof(frame, event, arg, n=n, k=k):
+            if event in ("call", "c_call"):
+                n[0] += 1
+                if n[0] == k:
+                    sys.setprofile(None)  # (the rest runs at full speed)
+                    os.kill(os.getpid(), signal.SIGUSR1)
+        try:
+            sys.setprofile(prof)
+            try:
+                call(obj)
+            finally:
+                sys.setprofile(None)
+        except KeyboardInterrupt:
+            outcomes["raised"] += 1
+        got = snapshot(obj)
+        if same(got, before):
+            outcomes["before"] += 1
+        else:
+            assert same(got, after), f"interrupt at call {k} of {total} left a mixed state"
+            outcomes["after"] += 1
+        if check_next is not None and k % 5 == 0:
+            check_next(obj)
+    assert outcomes["before"] > 0 and outcomes["after"] > 0, outcomes
+    assert outcomes["raised"] > 0.9 * total, outcomes  # the signal was delivered, not lost
+    return outcomes

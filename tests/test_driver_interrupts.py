@@ -10,12 +10,11 @@ never a mix; and the next step must run.
 
 from __future__ import annotations
 
-import os
 import signal
-import sys
 
 import numpy as np
 import pytest
+from helpers import every_interrupt
 
 import alice_ref as ar
 from alice_ref.core import FIELDS
@@ -61,25 +60,9 @@ def _step(opt):
     opt.step(lambda p: (0.0, [2.0 * p[0], p[1]]))
 
 
-@pytest.fixture
-def interrupt_handler():
-    old = signal.signal(signal.SIGUSR1, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-    yield
-    signal.signal(signal.SIGUSR1, old)
-
-
-def _count_calls(fn):
-    n = [0]
-
-    def prof(frame, event, arg):
-        if event in ("call", "c_call"):
-            n[0] += 1
-    sys.setprofile(prof)
-    try:
-        fn()
-    finally:
-        sys.setprofile(None)
-    return n[0]
+def _goes_on(opt):
+    _step(opt)
+    assert all(np.all(np.isfinite(getattr(opt.state, f)[0])) for f in FIELDS)
 
 
 @pytest.mark.parametrize("engine", ["core", pytest.param("cpu", marks=pytest.mark.skipif(
@@ -87,35 +70,4 @@ def _count_calls(fn):
 @pytest.mark.parametrize("warm", [2, 3], ids=["quick-step", "sample-step"])
 def test_an_interrupt_at_every_call_leaves_the_step_whole(engine, warm, interrupt_handler):
     _step(_make(engine, warm))  # compile and cache whatever this step needs first
-    ref = _make(engine, warm)
-    before = _snapshot(ref)
-    total = _count_calls(lambda: _step(ref))
-    after = _snapshot(ref)
-    assert not _same(before, after)
-    outcomes = {"before": 0, "after": 0}
-    for k in range(1, total + 1):
-        opt = _make(engine, warm)
-        n = [0]
-
-        def prof(frame, event, arg, n=n, k=k):
-            if event in ("call", "c_call"):
-                n[0] += 1
-                if n[0] == k:
-                    os.kill(os.getpid(), signal.SIGUSR1)
-        try:
-            sys.setprofile(prof)
-            try:
-                _step(opt)
-            finally:
-                sys.setprofile(None)
-        except KeyboardInterrupt:
-            pass
-        got = _snapshot(opt)
-        if _same(got, before):
-            outcomes["before"] += 1
-        else:
-            assert _same(got, after), f"interrupt at call {k} of {total} left a mixed state"
-            outcomes["after"] += 1
-        _step(opt)  # and the optimiser goes on
-        assert all(np.all(np.isfinite(getattr(opt.state, f)[0])) for f in FIELDS)
-    assert outcomes["before"] > 0 and outcomes["after"] > 0, outcomes
+    every_interrupt(lambda: _make(engine, warm), _step, _snapshot, _same, _goes_on)

@@ -11,11 +11,10 @@ after a completed call, never a mix; and the next step must run.
 
 from __future__ import annotations
 
-import os
 import signal
-import sys
 
 import pytest
+from helpers import every_interrupt
 
 torch = pytest.importorskip("torch")
 
@@ -107,65 +106,8 @@ def _same(a, b) -> bool:
     return True
 
 
-@pytest.fixture
-def interrupt_handler():
-    old = signal.signal(signal.SIGUSR1, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-    yield
-    signal.signal(signal.SIGUSR1, old)
-
-
-def _count_calls(fn):
-    n = [0]
-
-    def prof(frame, event, arg):
-        if event in ("call", "c_call"):
-            n[0] += 1
-    sys.setprofile(prof)
-    try:
-        fn()
-    finally:
-        sys.setprofile(None)
-    return n[0]
-
-
 def _every_interrupt(make, call, check_next=None):
-    """Run ``call(make())`` once per call index k with the signal sent at call k; return how
-    often the result was 'before' and 'after'."""
-    ref = make()
-    before = _snapshot(ref)
-    total = _count_calls(lambda: call(ref))
-    after = _snapshot(ref)
-    assert not _same(before, after)
-    outcomes = {"before": 0, "after": 0, "raised": 0}
-    for k in range(1, total + 1):
-        obj = make()
-        n = [0]
-
-        def prof(frame, event, arg, n=n, k=k):
-            if event in ("call", "c_call"):
-                n[0] += 1
-                if n[0] == k:
-                    sys.setprofile(None)  # (the rest runs at full speed)
-                    os.kill(os.getpid(), signal.SIGUSR1)
-        try:
-            sys.setprofile(prof)
-            try:
-                call(obj)
-            finally:
-                sys.setprofile(None)
-        except KeyboardInterrupt:
-            outcomes["raised"] += 1
-        got = _snapshot(obj)
-        if _same(got, before):
-            outcomes["before"] += 1
-        else:
-            assert _same(got, after), f"interrupt at call {k} of {total} left a mixed state"
-            outcomes["after"] += 1
-        if check_next is not None and k % 5 == 0:
-            check_next(obj)
-    assert outcomes["before"] > 0 and outcomes["after"] > 0, outcomes
-    assert outcomes["raised"] > 0.9 * total, outcomes  # the signal was delivered, not lost
-    return outcomes
+    return every_interrupt(make, call, _snapshot, _same, check_next)
 
 
 def _goes_on(opt):
